@@ -1,0 +1,51 @@
+# Flightdeck's front door: `make help` lists what it can do.
+
+GO       ?= go
+BIN      := bin/flightdeck
+PKGS     := ./...
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## List the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+.PHONY: build
+build: ## Build the server into bin/
+	$(GO) build -o $(BIN) ./cmd/server
+
+.PHONY: run
+run: build ## Start Flightdeck on the embedded database and print its URL
+	./$(BIN) serve
+
+.PHONY: test
+test: check-generated ## Run every test against real PostgreSQL (race detector on)
+	$(GO) test -race -count=1 -timeout 10m $(PKGS)
+
+.PHONY: generate
+generate: ## Regenerate sqlc and templ code
+	$(GO) tool sqlc generate
+	$(GO) tool templ generate -path web/templates
+
+.PHONY: check-generated
+check-generated: ## Fail when regenerating would change a committed file
+	@$(GO) tool sqlc diff || { echo "sqlc output is stale: run 'make generate' and commit" >&2; exit 1; }
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	cp -R web/templates "$$tmp/templates" && \
+	$(GO) tool templ generate -path "$$tmp/templates" >/dev/null 2>&1 && \
+	diff -r web/templates "$$tmp/templates" >/dev/null || \
+	{ echo "templ output is stale: run 'make generate' and commit" >&2; exit 1; }
+
+.PHONY: lint
+lint: ## gofmt, go vet and a tidy go.mod
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+	$(GO) mod tidy -diff
+
+.PHONY: bench
+bench: ## Run the benchmarks
+	$(GO) test -run '^$$' -bench . -benchmem -count=1 $(PKGS)
+
+.PHONY: clean
+clean: ## Remove build output (the embedded database in .flightdeck/ is kept)
+	rm -rf bin

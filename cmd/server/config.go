@@ -1,0 +1,134 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/url"
+	"os"
+	"regexp"
+	"strings"
+	"time"
+)
+
+// Config is everything the server reads at start, from flags and
+// FLIGHTDECK_* environment variables; flags win over the environment.
+type Config struct {
+	// Addr is the HTTP listen address.
+	Addr string
+	// DatabaseURL points at an external Postgres; empty starts the embedded one.
+	DatabaseURL string
+	// DataDir keeps the embedded database.
+	DataDir string
+	// LogLevel is debug, info, warn or error.
+	LogLevel string
+	// ShutdownTimeout bounds each step of an orderly shutdown.
+	ShutdownTimeout time.Duration
+}
+
+// LogValue prints the configuration with secrets masked.
+func (c Config) LogValue() slog.Value {
+	db := "embedded (" + c.DataDir + ")"
+	if c.DatabaseURL != "" {
+		db = maskDatabaseURL(c.DatabaseURL)
+	}
+	return slog.GroupValue(
+		slog.String("addr", c.Addr),
+		slog.String("database", db),
+		slog.String("data_dir", c.DataDir),
+		slog.String("log_level", c.LogLevel),
+		slog.Duration("shutdown_timeout", c.ShutdownTimeout),
+	)
+}
+
+var keywordPassword = regexp.MustCompile(`(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)`)
+
+// maskDatabaseURL hides the password in a URL or keyword/value connection string.
+func maskDatabaseURL(s string) string {
+	if strings.HasPrefix(s, "postgres://") || strings.HasPrefix(s, "postgresql://") {
+		u, err := url.Parse(s)
+		if err != nil {
+			return "(unparseable connection string)"
+		}
+		q := u.Query()
+		if q.Has("password") {
+			q.Set("password", "xxxxx")
+			u.RawQuery = q.Encode()
+		}
+		return u.Redacted()
+	}
+	return keywordPassword.ReplaceAllString(s, "${1}xxxxx")
+}
+
+// envOr returns the environment variable, or the contents of the file named
+// by its _FILE variant (for secrets mounted as files), or fallback.
+func envOr(getenv func(string) string, name, fallback string) (string, error) {
+	if v := getenv(name); v != "" {
+		return v, nil
+	}
+	if path := getenv(name + "_FILE"); path != "" {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return "", fmt.Errorf("reading %s_FILE: %w", name, err)
+		}
+		return strings.TrimSpace(string(b)), nil
+	}
+	return fallback, nil
+}
+
+// parseConfig reads the configuration of a subcommand from its flags and
+// the environment.
+func parseConfig(name string, args []string, getenv func(string) string, output io.Writer) (Config, error) {
+	var c Config
+	var errs []error
+	get := func(env, fallback string) string {
+		v, err := envOr(getenv, env, fallback)
+		errs = append(errs, err)
+		return v
+	}
+	fs := flag.NewFlagSet("flightdeck "+name, flag.ContinueOnError)
+	fs.SetOutput(output)
+	fs.StringVar(&c.Addr, "addr", get("FLIGHTDECK_ADDR", ":8080"), "HTTP listen address (FLIGHTDECK_ADDR)")
+	fs.StringVar(&c.DatabaseURL, "database-url", get("DATABASE_URL", ""), "Postgres connection string; empty starts the embedded database (DATABASE_URL, DATABASE_URL_FILE)")
+	fs.StringVar(&c.DataDir, "data-dir", get("FLIGHTDECK_DATA_DIR", "./.flightdeck"), "directory of the embedded database (FLIGHTDECK_DATA_DIR)")
+	fs.StringVar(&c.LogLevel, "log-level", get("FLIGHTDECK_LOG_LEVEL", "info"), "debug, info, warn or error (FLIGHTDECK_LOG_LEVEL)")
+	timeout := get("FLIGHTDECK_SHUTDOWN_TIMEOUT", "15s")
+	fs.Func("shutdown-timeout", "time allowed for each shutdown step (FLIGHTDECK_SHUTDOWN_TIMEOUT, default 15s)", func(s string) error {
+		timeout = s
+		return nil
+	})
+	if err := errors.Join(errs...); err != nil {
+		return Config{}, err
+	}
+	if err := fs.Parse(args); err != nil {
+		return Config{}, err
+	}
+	if fs.NArg() > 0 {
+		return Config{}, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	d, err := time.ParseDuration(timeout)
+	if err != nil || d <= 0 {
+		return Config{}, fmt.Errorf("invalid shutdown timeout %q: want a positive duration such as 15s", timeout)
+	}
+	c.ShutdownTimeout = d
+	if _, err := parseLevel(c.LogLevel); err != nil {
+		return Config{}, err
+	}
+	if c.Addr == "" {
+		return Config{}, errors.New("the listen address must not be empty")
+	}
+	if c.DatabaseURL == "" && c.DataDir == "" {
+		return Config{}, errors.New("set DATABASE_URL, or a data directory for the embedded database")
+	}
+	return c, nil
+}
+
+func parseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return 0, fmt.Errorf("invalid log level %q: want debug, info, warn or error", s)
+	}
+	return l, nil
+}

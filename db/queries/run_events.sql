@@ -1,0 +1,10 @@
+-- name: RunEventInsert :one
+INSERT INTO run_events (run_id, at, type, actor, payload)
+VALUES (@run_id, @at, @type, @actor, @payload)
+RETURNING *;
+
+-- name: RunEventList :many
+SELECT * FROM run_events
+WHERE run_id = @run_id AND id > @after_id
+ORDER BY id
+LIMIT @max;

@@ -1,0 +1,133 @@
+// Package api serves Flightdeck over HTTP: the health and metrics endpoints,
+// the REST API for CI and the pages for people. Handlers decode, validate,
+// call the layer below and respond; they hold no business logic.
+package api
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/flightdeckhq/flightdeck/web/static"
+)
+
+// Readiness is what the readiness probe needs to know about the database.
+type Readiness interface {
+	Ping(ctx context.Context) error
+	MigrationsPending(ctx context.Context) (bool, error)
+}
+
+// Config holds what the HTTP layer is built from.
+type Config struct {
+	Logger    *slog.Logger
+	Readiness Readiness
+	// Catalog feeds the overview page.
+	Catalog Catalog
+	// Gatherer serves /metrics; it must include what Registerer registers.
+	Gatherer   prometheus.Gatherer
+	Registerer prometheus.Registerer
+}
+
+// New returns the HTTP handler with every route and middleware installed.
+func New(cfg Config) *echo.Echo {
+	e := echo.New()
+	e.HideBanner = true
+	e.HidePort = true
+	e.HTTPErrorHandler = errorHandler(cfg.Logger)
+
+	metrics := newHTTPMetrics(cfg.Registerer)
+	e.Use(middleware.RequestID())
+	e.Use(middleware.Recover())
+	e.Use(requestLogger(cfg.Logger))
+	e.Use(metrics.middleware())
+
+	h := &healthHandlers{readiness: cfg.Readiness}
+	e.GET("/healthz", h.healthz)
+	e.GET("/readyz", h.readyz)
+	e.StaticFS("/static", echo.MustSubFS(static.Files, "."))
+	home := &homeHandlers{catalog: cfg.Catalog}
+	e.GET("/", home.home)
+	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{})))
+	return e
+}
+
+// requestLogger logs each request with its request id; 5xx at error level.
+func requestLogger(logger *slog.Logger) echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			start := time.Now()
+			err := next(c)
+			if err != nil {
+				// Let the central handler write the response now, so the
+				// status we log is the one the client saw.
+				c.Error(err)
+			}
+			status := c.Response().Status
+			level := slog.LevelInfo
+			if status >= 500 {
+				level = slog.LevelError
+			}
+			if c.Path() == "/healthz" || c.Path() == "/readyz" || c.Path() == "/metrics" {
+				level = slog.LevelDebug
+			}
+			logger.LogAttrs(c.Request().Context(), level, "http request",
+				slog.String("request_id", c.Response().Header().Get(echo.HeaderXRequestID)),
+				slog.String("method", c.Request().Method),
+				slog.String("path", c.Request().URL.Path),
+				slog.String("route", c.Path()),
+				slog.Int("status", status),
+				slog.Duration("duration", time.Since(start)),
+			)
+			return nil
+		}
+	}
+}
+
+// problem is an RFC 9457 problem document, the one error shape of the API.
+type problem struct {
+	Type   string `json:"type"`
+	Title  string `json:"title"`
+	Status int    `json:"status"`
+	Detail string `json:"detail,omitempty"`
+}
+
+// errorHandler writes every error as problem+json and logs only server faults.
+func errorHandler(logger *slog.Logger) echo.HTTPErrorHandler {
+	return func(err error, c echo.Context) {
+		if c.Response().Committed {
+			return
+		}
+		status := http.StatusInternalServerError
+		detail := ""
+		var he *echo.HTTPError
+		if errors.As(err, &he) {
+			status = he.Code
+			if msg, ok := he.Message.(string); ok {
+				detail = msg
+			}
+		}
+		if status >= 500 {
+			logger.ErrorContext(c.Request().Context(), "request failed",
+				slog.String("request_id", c.Response().Header().Get(echo.HeaderXRequestID)),
+				slog.String("error", err.Error()))
+			detail = "The server could not complete the request; the error is in its log."
+		}
+		if detail == http.StatusText(status) {
+			detail = ""
+		}
+		p := problem{Type: "about:blank", Title: http.StatusText(status), Status: status, Detail: detail}
+		c.Response().Header().Set(echo.HeaderContentType, "application/problem+json")
+		if c.Request().Method == http.MethodHead {
+			_ = c.NoContent(status)
+			return
+		}
+		_ = c.JSON(status, p)
+	}
+}

@@ -1,0 +1,277 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/flightdeckhq/flightdeck/internal/store/internal/sqlcdb"
+)
+
+// RunState is where a run is in its life.
+type RunState string
+
+// The states of a run. Pending runs wait for the environment to be free;
+// running, awaiting_approval, paused and rolling_back are active; the rest
+// are terminal and never change again.
+const (
+	RunPending          RunState = "pending"
+	RunRunning          RunState = "running"
+	RunAwaitingApproval RunState = "awaiting_approval"
+	RunPaused           RunState = "paused"
+	RunRollingBack      RunState = "rolling_back"
+	RunSucceeded        RunState = "succeeded"
+	RunRolledBack       RunState = "rolled_back"
+	RunAborted          RunState = "aborted"
+	RunFailed           RunState = "failed"
+)
+
+// Terminal reports whether the state is final.
+func (s RunState) Terminal() bool {
+	switch s {
+	case RunSucceeded, RunRolledBack, RunAborted, RunFailed:
+		return true
+	}
+	return false
+}
+
+// Active reports whether a run in this state holds its environment; at most
+// one run per app and environment is active.
+func (s RunState) Active() bool {
+	switch s {
+	case RunRunning, RunAwaitingApproval, RunPaused, RunRollingBack:
+		return true
+	}
+	return false
+}
+
+// Run is one deployment of a version to an environment.
+type Run struct {
+	ID            int64
+	AppID         int64
+	EnvironmentID int64
+	// FromVersion is the stable version when the run was created; "" on a
+	// first deploy.
+	FromVersion string
+	ToVersion   string
+	Strategy    string
+	// Params are the strategy parameters the run was started with.
+	Params json.RawMessage
+	// Plan is the compiled plan, set when the run starts.
+	Plan       json.RawMessage
+	State      RunState
+	PhaseIndex int
+	// Generation numbers the desired states sent to the driver, so drivers
+	// can treat a repeated call as a no-op.
+	Generation     int64
+	NextEvalAt     *time.Time
+	LeaseOwner     string
+	LeaseExpiresAt *time.Time
+	// Version increases with every change, for compare-and-swap.
+	Version        int64
+	CreatedBy      string
+	IdempotencyKey string
+	// Reason says why the run is in its state, for people.
+	Reason     string
+	CreatedAt  time.Time
+	UpdatedAt  time.Time
+	StartedAt  *time.Time
+	FinishedAt *time.Time
+}
+
+// NewRun holds what is needed to create a run.
+type NewRun struct {
+	AppID          int64
+	EnvironmentID  int64
+	FromVersion    string
+	ToVersion      string
+	Strategy       string
+	Params         json.RawMessage
+	CreatedBy      string
+	IdempotencyKey string
+	Reason         string
+}
+
+// Event is a change to record in a run's append-only event log.
+type Event struct {
+	// Type is a dotted lower-case name such as "run.created".
+	Type string
+	// Actor is who caused it: "user:alice", "token:ci", "engine".
+	Actor string
+	// Payload is marshalled to a JSON object; nil is {}.
+	Payload any
+}
+
+func runFromRow(r sqlcdb.Run) Run {
+	return Run{
+		ID: r.ID, AppID: r.AppID, EnvironmentID: r.EnvironmentID,
+		FromVersion: deref(r.FromVersion), ToVersion: r.ToVersion, Strategy: r.Strategy,
+		Params: r.Params, Plan: r.Plan, State: RunState(r.State), PhaseIndex: int(r.PhaseIndex),
+		Generation: r.Generation, NextEvalAt: r.NextEvalAt, LeaseOwner: deref(r.LeaseOwner),
+		LeaseExpiresAt: r.LeaseExpiresAt, Version: r.Version, CreatedBy: r.CreatedBy,
+		IdempotencyKey: deref(r.IdempotencyKey), Reason: r.Reason,
+		CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt, StartedAt: r.StartedAt, FinishedAt: r.FinishedAt,
+	}
+}
+
+// CreateRun stores a new pending run together with its "run.created"
+// event. When the environment already has a run with the same idempotency
+// key, that run is returned with created false and nothing is written.
+func (s *Store) CreateRun(ctx context.Context, n NewRun) (run Run, created bool, err error) {
+	err = s.WithTx(ctx, func(tx *Store) error {
+		row, err := tx.q.RunInsert(ctx, sqlcdb.RunInsertParams{
+			AppID: n.AppID, EnvironmentID: n.EnvironmentID,
+			FromVersion: nullable(n.FromVersion), ToVersion: n.ToVersion,
+			Strategy: n.Strategy, Params: jsonOr(n.Params, `{}`),
+			CreatedBy: n.CreatedBy, IdempotencyKey: nullable(n.IdempotencyKey),
+			Reason: n.Reason, Now: tx.Now(),
+		})
+		if err != nil {
+			return mapError(err)
+		}
+		run = runFromRow(row)
+		created = true
+		_, err = tx.appendEvent(ctx, run.ID, Event{Type: "run.created", Actor: n.CreatedBy, Payload: map[string]any{
+			"from_version": n.FromVersion, "to_version": n.ToVersion, "strategy": n.Strategy,
+		}})
+		return err
+	})
+	if errors.Is(err, ErrAlreadyExists) && n.IdempotencyKey != "" {
+		row, gerr := s.q.RunGetByIdempotencyKey(ctx, sqlcdb.RunGetByIdempotencyKeyParams{
+			EnvironmentID: n.EnvironmentID, IdempotencyKey: &n.IdempotencyKey,
+		})
+		if gerr == nil {
+			return runFromRow(row), false, nil
+		}
+	}
+	if err != nil {
+		return Run{}, false, err
+	}
+	return run, true, nil
+}
+
+// Run returns the run with the id, or ErrNotFound.
+func (s *Store) Run(ctx context.Context, id int64) (Run, error) {
+	row, err := s.q.RunGet(ctx, id)
+	if err != nil {
+		return Run{}, mapError(err)
+	}
+	return runFromRow(row), nil
+}
+
+// RunFilter selects runs; zero fields match everything.
+type RunFilter struct {
+	AppID         int64
+	EnvironmentID int64
+	States        []RunState
+	// BeforeID pages backwards: only runs with a smaller id.
+	BeforeID int64
+	Limit    int
+}
+
+// ListRuns returns runs matching f, newest first.
+func (s *Store) ListRuns(ctx context.Context, f RunFilter) ([]Run, error) {
+	p := sqlcdb.RunListParams{Max: int32(limitOr(f.Limit, 50))}
+	if f.AppID != 0 {
+		p.AppID = &f.AppID
+	}
+	if f.EnvironmentID != 0 {
+		p.EnvironmentID = &f.EnvironmentID
+	}
+	if f.BeforeID != 0 {
+		p.BeforeID = &f.BeforeID
+	}
+	if len(f.States) > 0 {
+		p.States = make([]string, len(f.States))
+		for i, st := range f.States {
+			p.States[i] = string(st)
+		}
+	}
+	rows, err := s.q.RunList(ctx, p)
+	if err != nil {
+		return nil, mapError(err)
+	}
+	runs := make([]Run, len(rows))
+	for i, r := range rows {
+		runs[i] = runFromRow(r)
+	}
+	return runs, nil
+}
+
+// UpdateRun writes the mutable fields of run (state, phase, generation,
+// plan, schedule, lease, reason, timestamps) and appends ev, in one
+// transaction. The write is a compare-and-swap: it happens only when
+// run.Version is still the stored version; otherwise a *ConflictError is
+// returned and nothing changes. Becoming active while another run of the
+// environment is active is ErrActiveRun. A terminal run is never changed.
+// The returned run carries the new version.
+func (s *Store) UpdateRun(ctx context.Context, run Run, ev Event) (Run, error) {
+	if ev.Type == "" {
+		return Run{}, errors.New("updating run: an event type is required")
+	}
+	var updated Run
+	err := s.WithTx(ctx, func(tx *Store) error {
+		current, err := tx.q.RunGet(ctx, run.ID)
+		if err != nil {
+			return mapError(err)
+		}
+		if current.Version != run.Version {
+			return &ConflictError{Entity: "run", ID: run.ID, Expected: run.Version, Actual: current.Version}
+		}
+		if RunState(current.State).Terminal() {
+			return fmt.Errorf("run %d is %s: %w", run.ID, current.State, ErrTerminal)
+		}
+		now := tx.Now()
+		finished := run.FinishedAt
+		if run.State.Terminal() && finished == nil {
+			finished = &now
+		}
+		started := run.StartedAt
+		if run.State.Active() && started == nil {
+			started = &now
+		}
+		nextEval := run.NextEvalAt
+		if run.State.Terminal() {
+			nextEval = nil
+		}
+		row, err := tx.q.RunUpdate(ctx, sqlcdb.RunUpdateParams{
+			ID: run.ID, ExpectedVersion: run.Version,
+			State: string(run.State), PhaseIndex: int32(run.PhaseIndex), Generation: run.Generation,
+			Plan: run.Plan, NextEvalAt: nextEval,
+			LeaseOwner: nullable(run.LeaseOwner), LeaseExpiresAt: run.LeaseExpiresAt,
+			Reason: run.Reason, StartedAt: started, FinishedAt: finished, Now: now,
+		})
+		if err != nil {
+			err = mapError(err)
+			if errors.Is(err, ErrNotFound) {
+				// The row lock was taken by a concurrent writer that won.
+				v, verr := tx.q.RunVersion(ctx, run.ID)
+				if verr != nil {
+					return mapError(verr)
+				}
+				return &ConflictError{Entity: "run", ID: run.ID, Expected: run.Version, Actual: v}
+			}
+			return err
+		}
+		updated = runFromRow(row)
+		_, err = tx.appendEvent(ctx, run.ID, ev)
+		return err
+	})
+	if err != nil {
+		return Run{}, err
+	}
+	return updated, nil
+}
+
+// ErrTerminal is returned when a change is attempted on a finished run.
+var ErrTerminal = errors.New("run is finished and cannot change")
+
+// limitOr returns v when it is a usable limit, else fallback.
+func limitOr(v, fallback int) int {
+	if v <= 0 {
+		return fallback
+	}
+	return v
+}
