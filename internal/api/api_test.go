@@ -26,7 +26,7 @@ type readiness struct {
 	pending bool
 }
 
-func (r readiness) Ping(context.Context) error                    { return r.pingErr }
+func (r readiness) Ping(context.Context) error                      { return r.pingErr }
 func (r readiness) MigrationsPending(context.Context) (bool, error) { return r.pending, nil }
 
 func newHandler(t *testing.T, ready api.Readiness, catalog api.Catalog) http.Handler {
