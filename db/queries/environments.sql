@@ -39,3 +39,13 @@ RETURNING *;
 
 -- name: EnvironmentVersion :one
 SELECT version FROM environments WHERE id = @id;
+
+-- name: EnvironmentSetStable :exec
+-- Records a released version; the previous stable version is kept so that
+-- "roll back to previous" knows where to return.
+UPDATE environments
+SET previous_stable_version = CASE WHEN stable_version IS DISTINCT FROM @stable_version::text THEN stable_version ELSE previous_stable_version END,
+    stable_version = @stable_version::text,
+    version = version + 1,
+    updated_at = @now
+WHERE id = @id;

@@ -36,6 +36,16 @@ SET state = @state,
     lease_owner = sqlc.narg('lease_owner'),
     lease_expires_at = sqlc.narg('lease_expires_at'),
     reason = @reason,
+    desired = @desired,
+    applied_generation = @applied_generation,
+    phase_started_at = sqlc.narg('phase_started_at'),
+    bake_extension_seconds = @bake_extension_seconds,
+    extensions = @extensions,
+    paused_at = sqlc.narg('paused_at'),
+    resume_state = sqlc.narg('resume_state'),
+    final_state = sqlc.narg('final_state'),
+    rollback_step = @rollback_step,
+    consecutive_errors = @consecutive_errors,
     started_at = sqlc.narg('started_at'),
     finished_at = sqlc.narg('finished_at'),
     version = version + 1,
@@ -45,3 +55,42 @@ RETURNING *;
 
 -- name: RunVersion :one
 SELECT version FROM runs WHERE id = @id;
+
+-- name: RunClaimDue :many
+-- Claims due runs whose lease is free; SKIP LOCKED lets several engines
+-- claim side by side without waiting on each other. The lease is not a
+-- state change, so it does not bump the version.
+WITH due AS (
+    SELECT r.id FROM runs r
+    WHERE r.next_eval_at <= @now
+      AND (r.lease_expires_at IS NULL OR r.lease_expires_at < @now)
+    ORDER BY r.next_eval_at
+    LIMIT @max
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE runs
+SET lease_owner = @owner, lease_expires_at = @lease_until
+FROM due
+WHERE runs.id = due.id
+RETURNING runs.*;
+
+-- name: RunReleaseLease :exec
+UPDATE runs
+SET lease_owner = NULL, lease_expires_at = NULL
+WHERE id = @id AND lease_owner = @owner;
+
+-- name: RunWakeNextPending :execrows
+-- Wakes the oldest pending run of an environment once it is free.
+UPDATE runs
+SET next_eval_at = @now
+WHERE id = (
+    SELECT p.id FROM runs p
+    WHERE p.environment_id = @environment_id AND p.state = 'pending'
+    ORDER BY p.id
+    LIMIT 1
+    FOR UPDATE SKIP LOCKED
+);
+
+-- name: RunCountActive :one
+SELECT count(*) FROM runs
+WHERE state IN ('running', 'awaiting_approval', 'paused', 'rolling_back');

@@ -164,3 +164,9 @@ func nullable(s string) *string {
 	}
 	return &s
 }
+
+// SetStableVersion records that version now serves all users of the
+// environment, keeping the one it replaced as the previous stable version.
+func (s *Store) SetStableVersion(ctx context.Context, envID int64, version string) error {
+	return mapError(s.q.EnvironmentSetStable(ctx, sqlcdb.EnvironmentSetStableParams{ID: envID, StableVersion: version, Now: s.Now()}))
+}

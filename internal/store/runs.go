@@ -74,7 +74,28 @@ type Run struct {
 	CreatedBy      string
 	IdempotencyKey string
 	// Reason says why the run is in its state, for people.
-	Reason     string
+	Reason string
+	// Desired is the desired state of the current generation, kept so a
+	// step repeated after a crash sends the driver exactly the same thing.
+	Desired json.RawMessage
+	// AppliedGeneration is the newest generation the driver confirmed.
+	AppliedGeneration int64
+	// PhaseStartedAt is when the current phase's state was confirmed; its
+	// bake counts from here.
+	PhaseStartedAt *time.Time
+	// BakeExtension lengthens the current phase's bake when the decision
+	// was to monitor longer; Extensions counts those decisions.
+	BakeExtension time.Duration
+	Extensions    int
+	// PausedAt and ResumeState remember where a paused run returns to.
+	PausedAt    *time.Time
+	ResumeState RunState
+	// FinalState is where a rollback ends: rolled_back, aborted or failed.
+	FinalState RunState
+	// RollbackStep is the next rollback step to apply.
+	RollbackStep int
+	// ConsecutiveErrors counts failed driver or analysis attempts in a row.
+	ConsecutiveErrors int
 	CreatedAt  time.Time
 	UpdatedAt  time.Time
 	StartedAt  *time.Time
@@ -112,6 +133,10 @@ func runFromRow(r sqlcdb.Run) Run {
 		Generation: r.Generation, NextEvalAt: r.NextEvalAt, LeaseOwner: deref(r.LeaseOwner),
 		LeaseExpiresAt: r.LeaseExpiresAt, Version: r.Version, CreatedBy: r.CreatedBy,
 		IdempotencyKey: deref(r.IdempotencyKey), Reason: r.Reason,
+		Desired: r.Desired, AppliedGeneration: r.AppliedGeneration, PhaseStartedAt: r.PhaseStartedAt,
+		BakeExtension: time.Duration(r.BakeExtensionSeconds) * time.Second, Extensions: int(r.Extensions),
+		PausedAt: r.PausedAt, ResumeState: RunState(deref(r.ResumeState)), FinalState: RunState(deref(r.FinalState)),
+		RollbackStep: int(r.RollbackStep), ConsecutiveErrors: int(r.ConsecutiveErrors),
 		CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt, StartedAt: r.StartedAt, FinishedAt: r.FinishedAt,
 	}
 }
@@ -242,6 +267,10 @@ func (s *Store) UpdateRun(ctx context.Context, run Run, ev Event) (Run, error) {
 			Plan: run.Plan, NextEvalAt: nextEval,
 			LeaseOwner: nullable(run.LeaseOwner), LeaseExpiresAt: run.LeaseExpiresAt,
 			Reason: run.Reason, StartedAt: started, FinishedAt: finished, Now: now,
+			Desired: run.Desired, AppliedGeneration: run.AppliedGeneration, PhaseStartedAt: run.PhaseStartedAt,
+			BakeExtensionSeconds: int64(run.BakeExtension / time.Second), Extensions: int32(run.Extensions),
+			PausedAt: run.PausedAt, ResumeState: nullable(string(run.ResumeState)), FinalState: nullable(string(run.FinalState)),
+			RollbackStep: int32(run.RollbackStep), ConsecutiveErrors: int32(run.ConsecutiveErrors),
 		})
 		if err != nil {
 			err = mapError(err)
@@ -256,8 +285,16 @@ func (s *Store) UpdateRun(ctx context.Context, run Run, ev Event) (Run, error) {
 			return err
 		}
 		updated = runFromRow(row)
-		_, err = tx.appendEvent(ctx, run.ID, ev)
-		return err
+		if _, err = tx.appendEvent(ctx, run.ID, ev); err != nil {
+			return err
+		}
+		if updated.State.Terminal() && RunState(current.State).Active() {
+			// The environment is free now: wake the oldest pending run
+			// instead of leaving it to its next poll.
+			_, err = tx.q.RunWakeNextPending(ctx, sqlcdb.RunWakeNextPendingParams{Now: &now, EnvironmentID: updated.EnvironmentID})
+			return mapError(err)
+		}
+		return nil
 	})
 	if err != nil {
 		return Run{}, err
@@ -274,4 +311,31 @@ func limitOr(v, fallback int) int {
 		return fallback
 	}
 	return v
+}
+
+// ClaimDueRuns leases up to limit runs whose next evaluation is due and
+// whose lease is free, until leaseUntil. Several engines can claim at once;
+// each run goes to one of them.
+func (s *Store) ClaimDueRuns(ctx context.Context, owner string, now, leaseUntil time.Time, limit int) ([]Run, error) {
+	rows, err := s.q.RunClaimDue(ctx, sqlcdb.RunClaimDueParams{Owner: &owner, LeaseUntil: &leaseUntil, Now: &now, Max: int32(limit)})
+	if err != nil {
+		return nil, mapError(err)
+	}
+	runs := make([]Run, len(rows))
+	for i, r := range rows {
+		runs[i] = runFromRow(r)
+	}
+	return runs, nil
+}
+
+// ReleaseLease gives up a lease the owner still holds, so another engine
+// may step the run at once instead of waiting for the lease to expire.
+func (s *Store) ReleaseLease(ctx context.Context, runID int64, owner string) error {
+	return mapError(s.q.RunReleaseLease(ctx, sqlcdb.RunReleaseLeaseParams{ID: runID, Owner: &owner}))
+}
+
+// CountActiveRuns returns how many runs are active across all environments.
+func (s *Store) CountActiveRuns(ctx context.Context) (int64, error) {
+	n, err := s.q.RunCountActive(ctx)
+	return n, mapError(err)
 }

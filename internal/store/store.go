@@ -24,6 +24,10 @@ var ErrNotFound = errors.New("not found")
 // ErrAlreadyExists is returned when a row with the same unique key exists.
 var ErrAlreadyExists = errors.New("already exists")
 
+// ErrInvalid is returned when a write breaks one of the schema's rules,
+// which are there to make illegal states impossible.
+var ErrInvalid = errors.New("violates a rule of the schema")
+
 // ErrInUse is returned when a row cannot be deleted because other rows,
 // such as environments or runs, still refer to it.
 var ErrInUse = errors.New("still in use")
@@ -157,6 +161,8 @@ func mapError(err error) error {
 				return ErrActiveRun
 			}
 			return fmt.Errorf("%w: %s", ErrAlreadyExists, pgErr.ConstraintName)
+		case "23514": // check_violation
+			return fmt.Errorf("%w: %s", ErrInvalid, pgErr.ConstraintName)
 		case "23503": // foreign_key_violation
 			if isDeleteViolation(pgErr) {
 				return fmt.Errorf("%w: %s", ErrInUse, pgErr.Detail)

@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"strconv"
 	"sync"
@@ -16,6 +17,9 @@ import (
 )
 
 func TestMain(m *testing.M) { dbtest.Main(m) }
+
+// testPlan stands in for a compiled plan; active runs must have one.
+var testPlan = json.RawMessage(`{"strategy": "canary", "phases": []}`)
 
 var fixedNow = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 
@@ -113,6 +117,7 @@ func TestRunCompareAndSwapConflictChangesNothing(t *testing.T) {
 	stale := run
 	started := run
 	started.State = store.RunRunning
+	started.Plan = testPlan
 	started, err := f.store.UpdateRun(ctx, started, store.Event{Type: "run.started", Actor: "engine"})
 	require.NoError(t, err)
 	require.Equal(t, int64(2), started.Version)
@@ -159,6 +164,7 @@ func TestTerminalRunsNeverChange(t *testing.T) {
 	ctx := context.Background()
 	run := f.newRun(t, "v2")
 	run.State = store.RunRunning
+	run.Plan = testPlan
 	run, err := f.store.UpdateRun(ctx, run, store.Event{Type: "run.started"})
 	require.NoError(t, err)
 	run.State = store.RunSucceeded
@@ -200,6 +206,7 @@ func TestOneActiveRunUnderConcurrentStarts(t *testing.T) {
 			}
 			ids[i] = run.ID
 			run.State = store.RunRunning
+			run.Plan = testPlan
 			_, errs[i] = f.store.UpdateRun(ctx, run, store.Event{Type: "run.started", Actor: "engine"})
 		}()
 	}
@@ -237,20 +244,25 @@ func TestEveryRunChangeWritesAnEvent(t *testing.T) {
 	ctx := context.Background()
 	run := f.newRun(t, "v2")
 
+	run.Plan = testPlan
 	steps := []struct {
-		state store.RunState
-		phase int
-		ev    string
+		state  store.RunState
+		phase  int
+		ev     string
+		mutate func(*store.Run)
 	}{
-		{store.RunRunning, 0, "run.started"},
-		{store.RunRunning, 1, "phase.started"},
-		{store.RunPaused, 1, "run.paused"},
-		{store.RunRunning, 1, "run.resumed"},
-		{store.RunRollingBack, 1, "run.rolling_back"},
-		{store.RunRolledBack, 1, "run.rolled_back"},
+		{store.RunRunning, 0, "run.started", nil},
+		{store.RunRunning, 1, "phase.started", nil},
+		{store.RunPaused, 1, "run.paused", func(r *store.Run) { r.PausedAt, r.ResumeState = &fixedNow, store.RunRunning }},
+		{store.RunRunning, 1, "run.resumed", func(r *store.Run) { r.PausedAt, r.ResumeState = nil, "" }},
+		{store.RunRollingBack, 1, "run.rolling_back", func(r *store.Run) { r.FinalState = store.RunRolledBack }},
+		{store.RunRolledBack, 1, "run.rolled_back", nil},
 	}
 	for _, st := range steps {
 		run.State, run.PhaseIndex = st.state, st.phase
+		if st.mutate != nil {
+			st.mutate(&run)
+		}
 		var err error
 		run, err = f.store.UpdateRun(ctx, run, store.Event{Type: st.ev, Actor: "user:alice", Payload: map[string]any{"phase": st.phase}})
 		require.NoError(t, err)
@@ -320,6 +332,7 @@ func TestRunChangesAreAnnouncedAfterCommit(t *testing.T) {
 		txDone <- s.WithTx(ctx, func(tx *store.Store) error {
 			r := run
 			r.State = store.RunRunning
+			r.Plan = testPlan
 			if _, err := tx.UpdateRun(ctx, r, store.Event{Type: "run.started"}); err != nil {
 				return err
 			}
@@ -352,6 +365,7 @@ func TestRolledBackTransactionAnnouncesNothing(t *testing.T) {
 	err := f.store.WithTx(ctx, func(tx *store.Store) error {
 		r := run
 		r.State = store.RunRunning
+		r.Plan = testPlan
 		if _, err := tx.UpdateRun(ctx, r, store.Event{Type: "run.started"}); err != nil {
 			return err
 		}

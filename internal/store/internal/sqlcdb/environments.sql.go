@@ -182,6 +182,28 @@ func (q *Queries) EnvironmentListByApp(ctx context.Context, appID int64) ([]Envi
 	return items, nil
 }
 
+const environmentSetStable = `-- name: EnvironmentSetStable :exec
+UPDATE environments
+SET previous_stable_version = CASE WHEN stable_version IS DISTINCT FROM $1::text THEN stable_version ELSE previous_stable_version END,
+    stable_version = $1::text,
+    version = version + 1,
+    updated_at = $2
+WHERE id = $3
+`
+
+type EnvironmentSetStableParams struct {
+	StableVersion string
+	Now           time.Time
+	ID            int64
+}
+
+// Records a released version; the previous stable version is kept so that
+// "roll back to previous" knows where to return.
+func (q *Queries) EnvironmentSetStable(ctx context.Context, arg EnvironmentSetStableParams) error {
+	_, err := q.db.Exec(ctx, environmentSetStable, arg.StableVersion, arg.Now, arg.ID)
+	return err
+}
+
 const environmentUpdate = `-- name: EnvironmentUpdate :one
 UPDATE environments
 SET tier = $1,

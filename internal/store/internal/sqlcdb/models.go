@@ -88,28 +88,38 @@ type MetricWindow struct {
 }
 
 type Run struct {
-	ID             int64
-	AppID          int64
-	EnvironmentID  int64
-	FromVersion    *string
-	ToVersion      string
-	Strategy       string
-	Params         json.RawMessage
-	Plan           json.RawMessage
-	State          string
-	PhaseIndex     int32
-	Generation     int64
-	NextEvalAt     *time.Time
-	LeaseOwner     *string
-	LeaseExpiresAt *time.Time
-	Version        int64
-	CreatedBy      string
-	IdempotencyKey *string
-	Reason         string
-	CreatedAt      time.Time
-	UpdatedAt      time.Time
-	StartedAt      *time.Time
-	FinishedAt     *time.Time
+	ID                   int64
+	AppID                int64
+	EnvironmentID        int64
+	FromVersion          *string
+	ToVersion            string
+	Strategy             string
+	Params               json.RawMessage
+	Plan                 json.RawMessage
+	State                string
+	PhaseIndex           int32
+	Generation           int64
+	NextEvalAt           *time.Time
+	LeaseOwner           *string
+	LeaseExpiresAt       *time.Time
+	Version              int64
+	CreatedBy            string
+	IdempotencyKey       *string
+	Reason               string
+	CreatedAt            time.Time
+	UpdatedAt            time.Time
+	StartedAt            *time.Time
+	FinishedAt           *time.Time
+	Desired              json.RawMessage
+	AppliedGeneration    int64
+	PhaseStartedAt       *time.Time
+	BakeExtensionSeconds int64
+	Extensions           int32
+	PausedAt             *time.Time
+	ResumeState          *string
+	FinalState           *string
+	RollbackStep         int32
+	ConsecutiveErrors    int32
 }
 
 type RunEvent struct {

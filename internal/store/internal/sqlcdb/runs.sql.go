@@ -11,8 +11,104 @@ import (
 	"time"
 )
 
+const runClaimDue = `-- name: RunClaimDue :many
+WITH due AS (
+    SELECT r.id FROM runs r
+    WHERE r.next_eval_at <= $3
+      AND (r.lease_expires_at IS NULL OR r.lease_expires_at < $3)
+    ORDER BY r.next_eval_at
+    LIMIT $4
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE runs
+SET lease_owner = $1, lease_expires_at = $2
+FROM due
+WHERE runs.id = due.id
+RETURNING runs.id, runs.app_id, runs.environment_id, runs.from_version, runs.to_version, runs.strategy, runs.params, runs.plan, runs.state, runs.phase_index, runs.generation, runs.next_eval_at, runs.lease_owner, runs.lease_expires_at, runs.version, runs.created_by, runs.idempotency_key, runs.reason, runs.created_at, runs.updated_at, runs.started_at, runs.finished_at, runs.desired, runs.applied_generation, runs.phase_started_at, runs.bake_extension_seconds, runs.extensions, runs.paused_at, runs.resume_state, runs.final_state, runs.rollback_step, runs.consecutive_errors
+`
+
+type RunClaimDueParams struct {
+	Owner      *string
+	LeaseUntil *time.Time
+	Now        *time.Time
+	Max        int32
+}
+
+// Claims due runs whose lease is free; SKIP LOCKED lets several engines
+// claim side by side without waiting on each other. The lease is not a
+// state change, so it does not bump the version.
+func (q *Queries) RunClaimDue(ctx context.Context, arg RunClaimDueParams) ([]Run, error) {
+	rows, err := q.db.Query(ctx, runClaimDue,
+		arg.Owner,
+		arg.LeaseUntil,
+		arg.Now,
+		arg.Max,
+	)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []Run{}
+	for rows.Next() {
+		var i Run
+		if err := rows.Scan(
+			&i.ID,
+			&i.AppID,
+			&i.EnvironmentID,
+			&i.FromVersion,
+			&i.ToVersion,
+			&i.Strategy,
+			&i.Params,
+			&i.Plan,
+			&i.State,
+			&i.PhaseIndex,
+			&i.Generation,
+			&i.NextEvalAt,
+			&i.LeaseOwner,
+			&i.LeaseExpiresAt,
+			&i.Version,
+			&i.CreatedBy,
+			&i.IdempotencyKey,
+			&i.Reason,
+			&i.CreatedAt,
+			&i.UpdatedAt,
+			&i.StartedAt,
+			&i.FinishedAt,
+			&i.Desired,
+			&i.AppliedGeneration,
+			&i.PhaseStartedAt,
+			&i.BakeExtensionSeconds,
+			&i.Extensions,
+			&i.PausedAt,
+			&i.ResumeState,
+			&i.FinalState,
+			&i.RollbackStep,
+			&i.ConsecutiveErrors,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const runCountActive = `-- name: RunCountActive :one
+SELECT count(*) FROM runs
+WHERE state IN ('running', 'awaiting_approval', 'paused', 'rolling_back')
+`
+
+func (q *Queries) RunCountActive(ctx context.Context) (int64, error) {
+	row := q.db.QueryRow(ctx, runCountActive)
+	var count int64
+	err := row.Scan(&count)
+	return count, err
+}
+
 const runGet = `-- name: RunGet :one
-SELECT id, app_id, environment_id, from_version, to_version, strategy, params, plan, state, phase_index, generation, next_eval_at, lease_owner, lease_expires_at, version, created_by, idempotency_key, reason, created_at, updated_at, started_at, finished_at FROM runs WHERE id = $1
+SELECT id, app_id, environment_id, from_version, to_version, strategy, params, plan, state, phase_index, generation, next_eval_at, lease_owner, lease_expires_at, version, created_by, idempotency_key, reason, created_at, updated_at, started_at, finished_at, desired, applied_generation, phase_started_at, bake_extension_seconds, extensions, paused_at, resume_state, final_state, rollback_step, consecutive_errors FROM runs WHERE id = $1
 `
 
 func (q *Queries) RunGet(ctx context.Context, id int64) (Run, error) {
@@ -41,12 +137,22 @@ func (q *Queries) RunGet(ctx context.Context, id int64) (Run, error) {
 		&i.UpdatedAt,
 		&i.StartedAt,
 		&i.FinishedAt,
+		&i.Desired,
+		&i.AppliedGeneration,
+		&i.PhaseStartedAt,
+		&i.BakeExtensionSeconds,
+		&i.Extensions,
+		&i.PausedAt,
+		&i.ResumeState,
+		&i.FinalState,
+		&i.RollbackStep,
+		&i.ConsecutiveErrors,
 	)
 	return i, err
 }
 
 const runGetByIdempotencyKey = `-- name: RunGetByIdempotencyKey :one
-SELECT id, app_id, environment_id, from_version, to_version, strategy, params, plan, state, phase_index, generation, next_eval_at, lease_owner, lease_expires_at, version, created_by, idempotency_key, reason, created_at, updated_at, started_at, finished_at FROM runs
+SELECT id, app_id, environment_id, from_version, to_version, strategy, params, plan, state, phase_index, generation, next_eval_at, lease_owner, lease_expires_at, version, created_by, idempotency_key, reason, created_at, updated_at, started_at, finished_at, desired, applied_generation, phase_started_at, bake_extension_seconds, extensions, paused_at, resume_state, final_state, rollback_step, consecutive_errors FROM runs
 WHERE environment_id = $1 AND idempotency_key = $2
 `
 
@@ -81,6 +187,16 @@ func (q *Queries) RunGetByIdempotencyKey(ctx context.Context, arg RunGetByIdempo
 		&i.UpdatedAt,
 		&i.StartedAt,
 		&i.FinishedAt,
+		&i.Desired,
+		&i.AppliedGeneration,
+		&i.PhaseStartedAt,
+		&i.BakeExtensionSeconds,
+		&i.Extensions,
+		&i.PausedAt,
+		&i.ResumeState,
+		&i.FinalState,
+		&i.RollbackStep,
+		&i.ConsecutiveErrors,
 	)
 	return i, err
 }
@@ -93,7 +209,7 @@ INSERT INTO runs (
     $1, $2, $3, $4, $5, $6,
     $7, $8, $9, $10, $10
 )
-RETURNING id, app_id, environment_id, from_version, to_version, strategy, params, plan, state, phase_index, generation, next_eval_at, lease_owner, lease_expires_at, version, created_by, idempotency_key, reason, created_at, updated_at, started_at, finished_at
+RETURNING id, app_id, environment_id, from_version, to_version, strategy, params, plan, state, phase_index, generation, next_eval_at, lease_owner, lease_expires_at, version, created_by, idempotency_key, reason, created_at, updated_at, started_at, finished_at, desired, applied_generation, phase_started_at, bake_extension_seconds, extensions, paused_at, resume_state, final_state, rollback_step, consecutive_errors
 `
 
 type RunInsertParams struct {
@@ -146,12 +262,22 @@ func (q *Queries) RunInsert(ctx context.Context, arg RunInsertParams) (Run, erro
 		&i.UpdatedAt,
 		&i.StartedAt,
 		&i.FinishedAt,
+		&i.Desired,
+		&i.AppliedGeneration,
+		&i.PhaseStartedAt,
+		&i.BakeExtensionSeconds,
+		&i.Extensions,
+		&i.PausedAt,
+		&i.ResumeState,
+		&i.FinalState,
+		&i.RollbackStep,
+		&i.ConsecutiveErrors,
 	)
 	return i, err
 }
 
 const runList = `-- name: RunList :many
-SELECT id, app_id, environment_id, from_version, to_version, strategy, params, plan, state, phase_index, generation, next_eval_at, lease_owner, lease_expires_at, version, created_by, idempotency_key, reason, created_at, updated_at, started_at, finished_at FROM runs
+SELECT id, app_id, environment_id, from_version, to_version, strategy, params, plan, state, phase_index, generation, next_eval_at, lease_owner, lease_expires_at, version, created_by, idempotency_key, reason, created_at, updated_at, started_at, finished_at, desired, applied_generation, phase_started_at, bake_extension_seconds, extensions, paused_at, resume_state, final_state, rollback_step, consecutive_errors FROM runs
 WHERE ($1::bigint IS NULL OR app_id = $1)
   AND ($2::bigint IS NULL OR environment_id = $2)
   AND ($3::text[] IS NULL OR state = ANY ($3::text[]))
@@ -206,6 +332,16 @@ func (q *Queries) RunList(ctx context.Context, arg RunListParams) ([]Run, error)
 			&i.UpdatedAt,
 			&i.StartedAt,
 			&i.FinishedAt,
+			&i.Desired,
+			&i.AppliedGeneration,
+			&i.PhaseStartedAt,
+			&i.BakeExtensionSeconds,
+			&i.Extensions,
+			&i.PausedAt,
+			&i.ResumeState,
+			&i.FinalState,
+			&i.RollbackStep,
+			&i.ConsecutiveErrors,
 		); err != nil {
 			return nil, err
 		}
@@ -215,6 +351,22 @@ func (q *Queries) RunList(ctx context.Context, arg RunListParams) ([]Run, error)
 		return nil, err
 	}
 	return items, nil
+}
+
+const runReleaseLease = `-- name: RunReleaseLease :exec
+UPDATE runs
+SET lease_owner = NULL, lease_expires_at = NULL
+WHERE id = $1 AND lease_owner = $2
+`
+
+type RunReleaseLeaseParams struct {
+	ID    int64
+	Owner *string
+}
+
+func (q *Queries) RunReleaseLease(ctx context.Context, arg RunReleaseLeaseParams) error {
+	_, err := q.db.Exec(ctx, runReleaseLease, arg.ID, arg.Owner)
+	return err
 }
 
 const runUpdate = `-- name: RunUpdate :one
@@ -227,28 +379,48 @@ SET state = $1,
     lease_owner = $6,
     lease_expires_at = $7,
     reason = $8,
-    started_at = $9,
-    finished_at = $10,
+    desired = $9,
+    applied_generation = $10,
+    phase_started_at = $11,
+    bake_extension_seconds = $12,
+    extensions = $13,
+    paused_at = $14,
+    resume_state = $15,
+    final_state = $16,
+    rollback_step = $17,
+    consecutive_errors = $18,
+    started_at = $19,
+    finished_at = $20,
     version = version + 1,
-    updated_at = $11
-WHERE id = $12 AND version = $13
-RETURNING id, app_id, environment_id, from_version, to_version, strategy, params, plan, state, phase_index, generation, next_eval_at, lease_owner, lease_expires_at, version, created_by, idempotency_key, reason, created_at, updated_at, started_at, finished_at
+    updated_at = $21
+WHERE id = $22 AND version = $23
+RETURNING id, app_id, environment_id, from_version, to_version, strategy, params, plan, state, phase_index, generation, next_eval_at, lease_owner, lease_expires_at, version, created_by, idempotency_key, reason, created_at, updated_at, started_at, finished_at, desired, applied_generation, phase_started_at, bake_extension_seconds, extensions, paused_at, resume_state, final_state, rollback_step, consecutive_errors
 `
 
 type RunUpdateParams struct {
-	State           string
-	PhaseIndex      int32
-	Generation      int64
-	Plan            json.RawMessage
-	NextEvalAt      *time.Time
-	LeaseOwner      *string
-	LeaseExpiresAt  *time.Time
-	Reason          string
-	StartedAt       *time.Time
-	FinishedAt      *time.Time
-	Now             time.Time
-	ID              int64
-	ExpectedVersion int64
+	State                string
+	PhaseIndex           int32
+	Generation           int64
+	Plan                 json.RawMessage
+	NextEvalAt           *time.Time
+	LeaseOwner           *string
+	LeaseExpiresAt       *time.Time
+	Reason               string
+	Desired              json.RawMessage
+	AppliedGeneration    int64
+	PhaseStartedAt       *time.Time
+	BakeExtensionSeconds int64
+	Extensions           int32
+	PausedAt             *time.Time
+	ResumeState          *string
+	FinalState           *string
+	RollbackStep         int32
+	ConsecutiveErrors    int32
+	StartedAt            *time.Time
+	FinishedAt           *time.Time
+	Now                  time.Time
+	ID                   int64
+	ExpectedVersion      int64
 }
 
 // Compare-and-swap: the update only happens when the caller saw the newest
@@ -263,6 +435,16 @@ func (q *Queries) RunUpdate(ctx context.Context, arg RunUpdateParams) (Run, erro
 		arg.LeaseOwner,
 		arg.LeaseExpiresAt,
 		arg.Reason,
+		arg.Desired,
+		arg.AppliedGeneration,
+		arg.PhaseStartedAt,
+		arg.BakeExtensionSeconds,
+		arg.Extensions,
+		arg.PausedAt,
+		arg.ResumeState,
+		arg.FinalState,
+		arg.RollbackStep,
+		arg.ConsecutiveErrors,
 		arg.StartedAt,
 		arg.FinishedAt,
 		arg.Now,
@@ -293,6 +475,16 @@ func (q *Queries) RunUpdate(ctx context.Context, arg RunUpdateParams) (Run, erro
 		&i.UpdatedAt,
 		&i.StartedAt,
 		&i.FinishedAt,
+		&i.Desired,
+		&i.AppliedGeneration,
+		&i.PhaseStartedAt,
+		&i.BakeExtensionSeconds,
+		&i.Extensions,
+		&i.PausedAt,
+		&i.ResumeState,
+		&i.FinalState,
+		&i.RollbackStep,
+		&i.ConsecutiveErrors,
 	)
 	return i, err
 }
@@ -306,4 +498,30 @@ func (q *Queries) RunVersion(ctx context.Context, id int64) (int64, error) {
 	var version int64
 	err := row.Scan(&version)
 	return version, err
+}
+
+const runWakeNextPending = `-- name: RunWakeNextPending :execrows
+UPDATE runs
+SET next_eval_at = $1
+WHERE id = (
+    SELECT p.id FROM runs p
+    WHERE p.environment_id = $2 AND p.state = 'pending'
+    ORDER BY p.id
+    LIMIT 1
+    FOR UPDATE SKIP LOCKED
+)
+`
+
+type RunWakeNextPendingParams struct {
+	Now           *time.Time
+	EnvironmentID int64
+}
+
+// Wakes the oldest pending run of an environment once it is free.
+func (q *Queries) RunWakeNextPending(ctx context.Context, arg RunWakeNextPendingParams) (int64, error) {
+	result, err := q.db.Exec(ctx, runWakeNextPending, arg.Now, arg.EnvironmentID)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
 }

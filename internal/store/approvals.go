@@ -1,0 +1,45 @@
+package store
+
+import (
+	"context"
+	"time"
+
+	"github.com/flightdeckhq/flightdeck/internal/store/internal/sqlcdb"
+)
+
+// Approval is a person's answer to a phase that waited for approval.
+type Approval struct {
+	ID         int64
+	RunID      int64
+	PhaseIndex int
+	// Outcome is approved or rejected.
+	Outcome string
+	Actor   string
+	Comment string
+	At      time.Time
+}
+
+// InsertApproval records an approval or rejection. A phase is decided once:
+// a second answer for it is ErrAlreadyExists.
+func (s *Store) InsertApproval(ctx context.Context, a Approval) (Approval, error) {
+	row, err := s.q.ApprovalInsert(ctx, sqlcdb.ApprovalInsertParams{
+		RunID: a.RunID, PhaseIndex: int32(a.PhaseIndex), Outcome: a.Outcome, Actor: a.Actor, Comment: a.Comment, At: s.Now(),
+	})
+	if err != nil {
+		return Approval{}, mapError(err)
+	}
+	return Approval{ID: row.ID, RunID: row.RunID, PhaseIndex: int(row.PhaseIndex), Outcome: row.Outcome, Actor: row.Actor, Comment: row.Comment, At: row.At}, nil
+}
+
+// ListApprovals returns a run's approvals in order.
+func (s *Store) ListApprovals(ctx context.Context, runID int64) ([]Approval, error) {
+	rows, err := s.q.ApprovalListByRun(ctx, runID)
+	if err != nil {
+		return nil, mapError(err)
+	}
+	out := make([]Approval, len(rows))
+	for i, r := range rows {
+		out[i] = Approval{ID: r.ID, RunID: r.RunID, PhaseIndex: int(r.PhaseIndex), Outcome: r.Outcome, Actor: r.Actor, Comment: r.Comment, At: r.At}
+	}
+	return out, nil
+}
