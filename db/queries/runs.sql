@@ -1,10 +1,10 @@
 -- name: RunInsert :one
 INSERT INTO runs (
     app_id, environment_id, from_version, to_version, strategy, params,
-    created_by, idempotency_key, reason, created_at, updated_at
+    created_by, idempotency_key, reason, next_eval_at, created_at, updated_at
 ) VALUES (
     @app_id, @environment_id, sqlc.narg('from_version'), @to_version, @strategy, @params,
-    @created_by, sqlc.narg('idempotency_key'), @reason, @now, @now
+    @created_by, sqlc.narg('idempotency_key'), @reason, sqlc.narg('next_eval_at'), @now, @now
 )
 RETURNING *;
 
@@ -29,6 +29,7 @@ LIMIT @max;
 -- version, so a stale writer can never overwrite a newer state.
 UPDATE runs
 SET state = @state,
+    from_version = sqlc.narg('from_version'),
     phase_index = @phase_index,
     generation = @generation,
     plan = @plan,
@@ -94,3 +95,16 @@ WHERE id = (
 -- name: RunCountActive :one
 SELECT count(*) FROM runs
 WHERE state IN ('running', 'awaiting_approval', 'paused', 'rolling_back');
+
+-- name: RunReschedule :execrows
+-- Moves the next evaluation without changing the run's state, and gives up
+-- the lease: used when a step found nothing to change, such as a run still
+-- queued behind another.
+UPDATE runs
+SET next_eval_at = sqlc.narg('next_eval_at'), lease_owner = NULL, lease_expires_at = NULL
+WHERE id = @id AND lease_owner = @owner AND version = @expected_version;
+
+-- name: RunNextDue :one
+-- When the earliest scheduled evaluation is, so a caller can sleep (or a
+-- test can move its clock) exactly until then.
+SELECT next_eval_at FROM runs WHERE next_eval_at IS NOT NULL ORDER BY next_eval_at LIMIT 1;

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/flightdeckhq/flightdeck/internal/store/internal/sqlcdb"
 )
 
@@ -96,10 +98,10 @@ type Run struct {
 	RollbackStep int
 	// ConsecutiveErrors counts failed driver or analysis attempts in a row.
 	ConsecutiveErrors int
-	CreatedAt  time.Time
-	UpdatedAt  time.Time
-	StartedAt  *time.Time
-	FinishedAt *time.Time
+	CreatedAt         time.Time
+	UpdatedAt         time.Time
+	StartedAt         *time.Time
+	FinishedAt        *time.Time
 }
 
 // NewRun holds what is needed to create a run.
@@ -113,6 +115,9 @@ type NewRun struct {
 	CreatedBy      string
 	IdempotencyKey string
 	Reason         string
+	// NextEvalAt is when the engine first looks at the run; nil leaves it
+	// for later.
+	NextEvalAt *time.Time
 }
 
 // Event is a change to record in a run's append-only event log.
@@ -151,7 +156,7 @@ func (s *Store) CreateRun(ctx context.Context, n NewRun) (run Run, created bool,
 			FromVersion: nullable(n.FromVersion), ToVersion: n.ToVersion,
 			Strategy: n.Strategy, Params: jsonOr(n.Params, `{}`),
 			CreatedBy: n.CreatedBy, IdempotencyKey: nullable(n.IdempotencyKey),
-			Reason: n.Reason, Now: tx.Now(),
+			Reason: n.Reason, NextEvalAt: n.NextEvalAt, Now: tx.Now(),
 		})
 		if err != nil {
 			return mapError(err)
@@ -263,7 +268,7 @@ func (s *Store) UpdateRun(ctx context.Context, run Run, ev Event) (Run, error) {
 		}
 		row, err := tx.q.RunUpdate(ctx, sqlcdb.RunUpdateParams{
 			ID: run.ID, ExpectedVersion: run.Version,
-			State: string(run.State), PhaseIndex: int32(run.PhaseIndex), Generation: run.Generation,
+			State: string(run.State), FromVersion: nullable(run.FromVersion), PhaseIndex: int32(run.PhaseIndex), Generation: run.Generation,
 			Plan: run.Plan, NextEvalAt: nextEval,
 			LeaseOwner: nullable(run.LeaseOwner), LeaseExpiresAt: run.LeaseExpiresAt,
 			Reason: run.Reason, StartedAt: started, FinishedAt: finished, Now: now,
@@ -338,4 +343,25 @@ func (s *Store) ReleaseLease(ctx context.Context, runID int64, owner string) err
 func (s *Store) CountActiveRuns(ctx context.Context) (int64, error) {
 	n, err := s.q.RunCountActive(ctx)
 	return n, mapError(err)
+}
+
+// Reschedule moves a run's next evaluation and releases the owner's lease
+// without changing its state. It does nothing when the run changed since
+// expectedVersion or the lease is no longer the owner's.
+// A nil next leaves the run unscheduled until something wakes it.
+func (s *Store) Reschedule(ctx context.Context, runID, expectedVersion int64, owner string, next *time.Time) (bool, error) {
+	n, err := s.q.RunReschedule(ctx, sqlcdb.RunRescheduleParams{ID: runID, ExpectedVersion: expectedVersion, Owner: &owner, NextEvalAt: next})
+	return n == 1, mapError(err)
+}
+
+// NextDue returns the earliest scheduled evaluation of any run, or nil.
+func (s *Store) NextDue(ctx context.Context) (*time.Time, error) {
+	t, err := s.q.RunNextDue(ctx)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, mapError(err)
+	}
+	return t, nil
 }

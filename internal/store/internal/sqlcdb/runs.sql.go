@@ -204,10 +204,10 @@ func (q *Queries) RunGetByIdempotencyKey(ctx context.Context, arg RunGetByIdempo
 const runInsert = `-- name: RunInsert :one
 INSERT INTO runs (
     app_id, environment_id, from_version, to_version, strategy, params,
-    created_by, idempotency_key, reason, created_at, updated_at
+    created_by, idempotency_key, reason, next_eval_at, created_at, updated_at
 ) VALUES (
     $1, $2, $3, $4, $5, $6,
-    $7, $8, $9, $10, $10
+    $7, $8, $9, $10, $11, $11
 )
 RETURNING id, app_id, environment_id, from_version, to_version, strategy, params, plan, state, phase_index, generation, next_eval_at, lease_owner, lease_expires_at, version, created_by, idempotency_key, reason, created_at, updated_at, started_at, finished_at, desired, applied_generation, phase_started_at, bake_extension_seconds, extensions, paused_at, resume_state, final_state, rollback_step, consecutive_errors
 `
@@ -222,6 +222,7 @@ type RunInsertParams struct {
 	CreatedBy      string
 	IdempotencyKey *string
 	Reason         string
+	NextEvalAt     *time.Time
 	Now            time.Time
 }
 
@@ -236,6 +237,7 @@ func (q *Queries) RunInsert(ctx context.Context, arg RunInsertParams) (Run, erro
 		arg.CreatedBy,
 		arg.IdempotencyKey,
 		arg.Reason,
+		arg.NextEvalAt,
 		arg.Now,
 	)
 	var i Run
@@ -353,6 +355,19 @@ func (q *Queries) RunList(ctx context.Context, arg RunListParams) ([]Run, error)
 	return items, nil
 }
 
+const runNextDue = `-- name: RunNextDue :one
+SELECT next_eval_at FROM runs WHERE next_eval_at IS NOT NULL ORDER BY next_eval_at LIMIT 1
+`
+
+// When the earliest scheduled evaluation is, so a caller can sleep (or a
+// test can move its clock) exactly until then.
+func (q *Queries) RunNextDue(ctx context.Context) (*time.Time, error) {
+	row := q.db.QueryRow(ctx, runNextDue)
+	var next_eval_at *time.Time
+	err := row.Scan(&next_eval_at)
+	return next_eval_at, err
+}
+
 const runReleaseLease = `-- name: RunReleaseLease :exec
 UPDATE runs
 SET lease_owner = NULL, lease_expires_at = NULL
@@ -369,36 +384,67 @@ func (q *Queries) RunReleaseLease(ctx context.Context, arg RunReleaseLeaseParams
 	return err
 }
 
+const runReschedule = `-- name: RunReschedule :execrows
+UPDATE runs
+SET next_eval_at = $1, lease_owner = NULL, lease_expires_at = NULL
+WHERE id = $2 AND lease_owner = $3 AND version = $4
+`
+
+type RunRescheduleParams struct {
+	NextEvalAt      *time.Time
+	ID              int64
+	Owner           *string
+	ExpectedVersion int64
+}
+
+// Moves the next evaluation without changing the run's state, and gives up
+// the lease: used when a step found nothing to change, such as a run still
+// queued behind another.
+func (q *Queries) RunReschedule(ctx context.Context, arg RunRescheduleParams) (int64, error) {
+	result, err := q.db.Exec(ctx, runReschedule,
+		arg.NextEvalAt,
+		arg.ID,
+		arg.Owner,
+		arg.ExpectedVersion,
+	)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
+}
+
 const runUpdate = `-- name: RunUpdate :one
 UPDATE runs
 SET state = $1,
-    phase_index = $2,
-    generation = $3,
-    plan = $4,
-    next_eval_at = $5,
-    lease_owner = $6,
-    lease_expires_at = $7,
-    reason = $8,
-    desired = $9,
-    applied_generation = $10,
-    phase_started_at = $11,
-    bake_extension_seconds = $12,
-    extensions = $13,
-    paused_at = $14,
-    resume_state = $15,
-    final_state = $16,
-    rollback_step = $17,
-    consecutive_errors = $18,
-    started_at = $19,
-    finished_at = $20,
+    from_version = $2,
+    phase_index = $3,
+    generation = $4,
+    plan = $5,
+    next_eval_at = $6,
+    lease_owner = $7,
+    lease_expires_at = $8,
+    reason = $9,
+    desired = $10,
+    applied_generation = $11,
+    phase_started_at = $12,
+    bake_extension_seconds = $13,
+    extensions = $14,
+    paused_at = $15,
+    resume_state = $16,
+    final_state = $17,
+    rollback_step = $18,
+    consecutive_errors = $19,
+    started_at = $20,
+    finished_at = $21,
     version = version + 1,
-    updated_at = $21
-WHERE id = $22 AND version = $23
+    updated_at = $22
+WHERE id = $23 AND version = $24
 RETURNING id, app_id, environment_id, from_version, to_version, strategy, params, plan, state, phase_index, generation, next_eval_at, lease_owner, lease_expires_at, version, created_by, idempotency_key, reason, created_at, updated_at, started_at, finished_at, desired, applied_generation, phase_started_at, bake_extension_seconds, extensions, paused_at, resume_state, final_state, rollback_step, consecutive_errors
 `
 
 type RunUpdateParams struct {
 	State                string
+	FromVersion          *string
 	PhaseIndex           int32
 	Generation           int64
 	Plan                 json.RawMessage
@@ -428,6 +474,7 @@ type RunUpdateParams struct {
 func (q *Queries) RunUpdate(ctx context.Context, arg RunUpdateParams) (Run, error) {
 	row := q.db.QueryRow(ctx, runUpdate,
 		arg.State,
+		arg.FromVersion,
 		arg.PhaseIndex,
 		arg.Generation,
 		arg.Plan,

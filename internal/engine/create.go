@@ -1,0 +1,108 @@
+package engine
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+
+	"github.com/flightdeckhq/flightdeck/internal/engine/plan"
+	"github.com/flightdeckhq/flightdeck/internal/store"
+)
+
+// DefaultInstances is the fleet size assumed when an environment's driver
+// configuration does not state "instances".
+const DefaultInstances = 10
+
+// BuildPlan compiles a run's plan: the environment's defaults for the
+// strategy, overridden field by field by the run's own parameters.
+func BuildPlan(strategy string, params json.RawMessage, env store.Environment, from, to string) (plan.Plan, error) {
+	merged, err := mergeParams(env.StrategyDefaults, strategy, params)
+	if err != nil {
+		return plan.Plan{}, err
+	}
+	return plan.Build(plan.Strategy(strategy), merged, plan.Target{FromVersion: from, ToVersion: to, Instances: Instances(env)})
+}
+
+// Instances reads the fleet size from the environment's driver config.
+func Instances(env store.Environment) int {
+	var cfg struct {
+		Instances int `json:"instances"`
+	}
+	_ = json.Unmarshal(env.Driver, &cfg)
+	return cmp.Or(cfg.Instances, DefaultInstances)
+}
+
+func mergeParams(defaults json.RawMessage, strategy string, params json.RawMessage) (json.RawMessage, error) {
+	merged := map[string]json.RawMessage{}
+	if len(defaults) > 0 {
+		var all map[string]json.RawMessage
+		if err := json.Unmarshal(defaults, &all); err != nil {
+			return nil, fmt.Errorf("the environment's strategy defaults are not a JSON object: %w", err)
+		}
+		if d, ok := all[strategy]; ok && string(d) != "null" {
+			if err := json.Unmarshal(d, &merged); err != nil {
+				return nil, &plan.ValidationError{Errors: []plan.FieldError{{Field: "strategy_defaults." + strategy, Message: "must be a JSON object"}}}
+			}
+		}
+	}
+	if len(params) > 0 && string(params) != "null" {
+		var own map[string]json.RawMessage
+		if err := json.Unmarshal(params, &own); err != nil {
+			return nil, &plan.ValidationError{Errors: []plan.FieldError{{Field: "params", Message: "must be a JSON object"}}}
+		}
+		maps.Copy(merged, own)
+	}
+	return json.Marshal(merged)
+}
+
+// NewRun is a request to deploy a version to an environment.
+type NewRun struct {
+	App         store.App
+	Environment store.Environment
+	Version     string
+	// Strategy is empty for the environment's default.
+	Strategy       string
+	Params         json.RawMessage
+	CreatedBy      string
+	IdempotencyKey string
+	Reason         string
+}
+
+// CreateRun validates the request by compiling its plan, then stores the
+// run. It becomes active at once when the environment is free and waits in
+// line otherwise (runs queue; they never supersede the active one). An
+// invalid request returns a *plan.ValidationError and stores nothing.
+func (e *Engine) CreateRun(ctx context.Context, n NewRun) (store.Run, bool, error) {
+	strategy := cmp.Or(n.Strategy, n.Environment.DefaultStrategy)
+	if n.Version == n.Environment.StableVersion {
+		return store.Run{}, false, &plan.ValidationError{Errors: []plan.FieldError{{
+			Field: "version", Message: fmt.Sprintf("%s is already the stable version of %s", n.Version, n.Environment.Name),
+		}}}
+	}
+	if _, err := BuildPlan(strategy, n.Params, n.Environment, n.Environment.StableVersion, n.Version); err != nil {
+		return store.Run{}, false, err
+	}
+	now := e.now()
+	run, created, err := e.store.CreateRun(ctx, store.NewRun{
+		AppID: n.App.ID, EnvironmentID: n.Environment.ID,
+		FromVersion: n.Environment.StableVersion, ToVersion: n.Version,
+		Strategy: strategy, Params: n.Params, CreatedBy: n.CreatedBy,
+		IdempotencyKey: n.IdempotencyKey, Reason: n.Reason, NextEvalAt: &now,
+	})
+	if err != nil {
+		return store.Run{}, false, err
+	}
+	if created {
+		e.Wake()
+	}
+	return run, created, nil
+}
+
+// IsValidation reports whether err is bad input a person can fix.
+func IsValidation(err error) bool {
+	var v *plan.ValidationError
+	return errors.As(err, &v)
+}
