@@ -100,7 +100,9 @@ func TestRollbackVerdictReturnsTrafficToStable(t *testing.T) {
 	h := setup(t)
 	env := h.env("prod", nil)
 	run := h.start(env, "canary", "")
-	h.drive(func() bool { return h.run(run.ID).PhaseIndex == 1 && h.run(run.ID).AppliedGeneration == h.run(run.ID).Generation })
+	h.drive(func() bool {
+		return h.run(run.ID).PhaseIndex == 1 && h.run(run.ID).AppliedGeneration == h.run(run.ID).Generation
+	})
 	require.Equal(t, map[string]int{"v1": 75, "v2": 25}, h.serving(env))
 
 	h.analyzer.set(env.ID, VerdictRollback)
@@ -408,4 +410,3 @@ func TestLiveEngineFollowsNotifications(t *testing.T) {
 	e.Stop()
 	e.Stop()
 }
-

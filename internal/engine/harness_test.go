@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -82,6 +83,8 @@ type harness struct {
 	drivers  *driver.Registry
 	analyzer *scripted
 	engine   *Engine
+	// analysisInterval is what new engines judge at; default 5m.
+	analysisInterval time.Duration
 	app      store.App
 }
 
@@ -104,8 +107,8 @@ func (h *harness) newEngine(id string, hook func(int64, string)) *Engine {
 	e, err := New(Config{
 		Store: h.store, Drivers: h.drivers, Analyzer: h.analyzer, Now: h.clock.Now, ID: id,
 		Logger:           slog.New(slog.NewTextHandler(io.Discard, nil)),
-		AnalysisInterval: 5 * time.Minute, Lease: time.Minute,
-		crashHook:        hook,
+		AnalysisInterval: cmp.Or(h.analysisInterval, 5*time.Minute), Lease: time.Minute,
+		crashHook: hook,
 	})
 	require.NoError(h.t, err)
 	return e
