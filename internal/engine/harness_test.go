@@ -85,7 +85,7 @@ type harness struct {
 	engine   *Engine
 	// analysisInterval is what new engines judge at; default 5m.
 	analysisInterval time.Duration
-	app      store.App
+	app              store.App
 }
 
 func setup(t *testing.T) *harness {
