@@ -102,6 +102,9 @@ func (e *Engine) act(ctx context.Context, run store.Run, req ActionRequest) (Act
 	if run.State.Terminal() && req.Action != ActionRollback {
 		return deny("the run has finished")
 	}
+	if run.State == store.RunPending && req.Action != ActionAbort {
+		return deny("the run has not started yet; it can only be aborted")
+	}
 	rc, err := e.load(ctx, run)
 	if err != nil {
 		return ActionResult{}, err
