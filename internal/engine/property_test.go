@@ -201,4 +201,3 @@ func TestRunInvariantsHoldUnderRandomActions(t *testing.T) {
 	require.Positive(t, outcomes[store.RunAborted], "outcomes: %v", outcomes)
 	t.Logf("outcomes: %v", outcomes)
 }
-

@@ -233,11 +233,12 @@ func (e *Engine) advance(ctx context.Context, run store.Run) error {
 	bakeEnd := started.Add(time.Duration(phase.Bake) + run.BakeExtension)
 	waiting := run.State == store.RunAwaitingApproval
 
-	// Judge the phase while it bakes, and keep judging while it waits for a
+	// Judge the phase at every step while it bakes, once more when the
+	// bake is over (even when the engine is late), and while it waits for a
 	// person: a breach during the wait still rolls back.
 	var decision *store.Decision
 	verdict := VerdictContinue
-	if phase.Analysis && (!now.After(bakeEnd) || waiting || run.ConsecutiveErrors > 0) {
+	if phase.Analysis {
 		a, err := e.analyze(ctx, run, rc, phase, started, now)
 		if err != nil {
 			return err
