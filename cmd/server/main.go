@@ -29,7 +29,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/flightdeckhq/flightdeck/internal/analysis"
 	"github.com/flightdeckhq/flightdeck/internal/api"
+	"github.com/flightdeckhq/flightdeck/internal/engine"
+	"github.com/flightdeckhq/flightdeck/internal/engine/driver"
+	"github.com/flightdeckhq/flightdeck/internal/engine/driver/simulator"
 	"github.com/flightdeckhq/flightdeck/internal/pgcluster"
 	"github.com/flightdeckhq/flightdeck/internal/store"
 )
@@ -96,12 +100,34 @@ func serve(ctx context.Context, cfg Config, pool *pgxpool.Pool, logger *slog.Log
 	defer notifier.Stop()
 	st := store.New(pool, store.Options{Notifier: notifier})
 
+	// The simulator is built in: a modelled fleet for demos and trials,
+	// so Flightdeck runs end to end with no deploy system attached.
+	fleet := simulator.New(simulator.Options{Seed: time.Now().UnixNano()})
+	drivers := driver.NewRegistry()
+	drivers.Register(simulator.Type, fleet)
+	eng, err := engine.New(engine.Config{
+		Store:    st,
+		Drivers:  drivers,
+		Analyzer: &analysis.ThresholdAnalyzer{Source: analysis.SimulatorSource{Fleet: fleet}},
+		Logger:   logger,
+	})
+	if err != nil {
+		return fmt.Errorf("creating engine: %w", err)
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		store.NewPoolCollector(pool),
 	)
+	reg.MustRegister(eng.Collectors()...)
+	if err := eng.Start(ctx); err != nil {
+		return fmt.Errorf("starting engine: %w", err)
+	}
+	// Stopped after the HTTP server (deferred calls run last first) and
+	// before the notifier and the pool.
+	defer eng.Stop()
+
 	handler := api.New(api.Config{Logger: logger, Readiness: st, Catalog: st, Gatherer: reg, Registerer: reg})
 
 	ln, err := net.Listen("tcp", cfg.Addr)

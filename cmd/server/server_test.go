@@ -156,6 +156,7 @@ func TestEmbeddedDatabaseServesAndSurvivesSIGKILL(t *testing.T) {
 	require.Contains(t, body, "flightdeck_http_request_duration_seconds_bucket")
 	require.Contains(t, body, "flightdeck_db_pool_max_connections")
 	require.Contains(t, body, "go_goroutines")
+	require.Contains(t, body, "flightdeck_engine_step_lag_seconds_bucket")
 
 	code, body = s.get(t, "/no-such-page")
 	require.Equal(t, http.StatusNotFound, code)

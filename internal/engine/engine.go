@@ -69,11 +69,12 @@ type Config struct {
 // every change is a compare-and-swap, so a stale engine cannot overwrite a
 // newer state.
 type Engine struct {
-	cfg    Config
-	store  *store.Store
-	logger *slog.Logger
-	now    func() time.Time
-	claims atomic.Int64
+	cfg     Config
+	store   *store.Store
+	logger  *slog.Logger
+	now     func() time.Time
+	claims  atomic.Int64
+	metrics *metrics
 
 	wake     chan struct{}
 	stopOnce sync.Once
@@ -103,11 +104,12 @@ func New(cfg Config) (*Engine, error) {
 	cfg.MaxExtensions = cmp.Or(cfg.MaxExtensions, 3)
 	cfg.QueuePoll = cmp.Or(cfg.QueuePoll, 30*time.Second)
 	return &Engine{
-		cfg:    cfg,
-		store:  cfg.Store,
-		logger: cfg.Logger.With(slog.String("engine", cfg.ID)),
-		now:    func() time.Time { return cfg.Now().UTC().Truncate(time.Microsecond) },
-		wake:   make(chan struct{}, 1),
+		cfg:     cfg,
+		store:   cfg.Store,
+		logger:  cfg.Logger.With(slog.String("engine", cfg.ID)),
+		now:     func() time.Time { return cfg.Now().UTC().Truncate(time.Microsecond) },
+		wake:    make(chan struct{}, 1),
+		metrics: newMetrics(),
 	}, nil
 }
 
@@ -259,17 +261,24 @@ func (e *Engine) stepClaimed(ctx context.Context, run store.Run) {
 	var conflict *store.ConflictError
 	switch {
 	case err == nil:
-		if due != nil && e.cfg.OnStep != nil {
-			e.cfg.OnStep(e.now().Sub(*due))
+		e.metrics.steps.WithLabelValues("committed").Inc()
+		if due != nil {
+			lag := e.now().Sub(*due)
+			e.metrics.lag.Observe(lag.Seconds())
+			if e.cfg.OnStep != nil {
+				e.cfg.OnStep(lag)
+			}
 		}
 	case errors.As(err, &conflict), errors.Is(err, store.ErrTerminal):
 		// Someone changed the run meanwhile (an action, or an engine that
 		// took over an expired lease); their state stands.
+		e.metrics.steps.WithLabelValues("conflict").Inc()
 		e.logger.DebugContext(ctx, "run changed while stepping", slog.Int64("run_id", run.ID), slog.String("error", err.Error()))
 		e.release(ctx, run)
 	case errors.Is(err, context.Canceled):
 		e.release(ctx, run)
 	default:
+		e.metrics.steps.WithLabelValues("error").Inc()
 		e.logger.ErrorContext(ctx, "stepping run", slog.Int64("run_id", run.ID), slog.String("error", err.Error()))
 		e.release(ctx, run)
 	}

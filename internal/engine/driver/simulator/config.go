@@ -34,8 +34,16 @@ const (
 // long windows stay far inside int64 and the error draws stay fast.
 const MaxRequestsPerSecond = 1_000_000
 
+// DefaultInstances is the simulated fleet size when none is configured.
+const DefaultInstances = 10
+
+// MaxInstances bounds the simulated fleet, as plans do.
+const MaxInstances = 10_000
+
 // Config is the simulator's driver configuration for one environment.
 type Config struct {
+	// Instances is the fleet size plans are built for.
+	Instances int `json:"instances"`
 	// RequestsPerSecond is the user traffic of the whole environment, split
 	// between versions by their weights.
 	RequestsPerSecond float64 `json:"requests_per_second"`
@@ -102,6 +110,7 @@ func ValidateConfig(raw json.RawMessage) error {
 // during a demo. It returns a *driver.ConfigError listing every problem.
 func ParseConfig(raw json.RawMessage) (Config, error) {
 	cfg := Config{
+		Instances:         DefaultInstances,
 		RequestsPerSecond: DefaultRequestsPerSecond,
 		BaseErrorRate:     DefaultBaseErrorRate,
 		BaseLatencyMS:     DefaultBaseLatencyMS,
@@ -139,8 +148,17 @@ func ParseConfig(raw json.RawMessage) (Config, error) {
 			}
 		case "faults":
 			cfg.Faults = readFaults(value, &errs)
+		case "instances":
+			var n float64
+			if readNumber(value, name, &n, &errs) {
+				if n != float64(int(n)) || n < 1 || n > MaxInstances {
+					errs.add(name, "must be a whole number from 1 to %d, got %s", MaxInstances, value)
+				} else {
+					cfg.Instances = int(n)
+				}
+			}
 		default:
-			errs.add(name, "is not a simulator setting; known settings are type, requests_per_second, base_error_rate, base_latency_ms and faults")
+			errs.add(name, "is not a simulator setting; known settings are type, instances, requests_per_second, base_error_rate, base_latency_ms and faults")
 		}
 	}
 	if err := errs.err(); err != nil {

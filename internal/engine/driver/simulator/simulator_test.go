@@ -250,7 +250,7 @@ func TestValidateConfig(t *testing.T) {
 		want   []plan.FieldError
 	}{
 		{"unknown field", `{"type": "simulator", "rps": 20}`, []plan.FieldError{
-			{Field: "rps", Message: "is not a simulator setting; known settings are type, requests_per_second, base_error_rate, base_latency_ms and faults"},
+			{Field: "rps", Message: "is not a simulator setting; known settings are type, instances, requests_per_second, base_error_rate, base_latency_ms and faults"},
 		}},
 		{"other type", `{"type": "webhook"}`, []plan.FieldError{
 			{Field: "type", Message: `must be "simulator", got "webhook"`},
@@ -311,6 +311,7 @@ func TestParseConfigFillsDefaults(t *testing.T) {
 	cfg, err := simulator.ParseConfig(json.RawMessage(`{"type": "simulator", "base_error_rate": 0}`))
 	require.NoError(t, err)
 	require.Equal(t, simulator.Config{
+		Instances:         simulator.DefaultInstances,
 		RequestsPerSecond: simulator.DefaultRequestsPerSecond,
 		BaseErrorRate:     0,
 		BaseLatencyMS:     simulator.DefaultBaseLatencyMS,
@@ -645,4 +646,15 @@ func TestRegistryFindsSimulator(t *testing.T) {
 	_, err = registry.Lookup(json.RawMessage(`{"type": "simulater"}`))
 	require.EqualError(t, err, `unknown driver type "simulater"; known driver types: simulator`)
 	require.ErrorIs(t, err, driver.ErrPermanent)
+}
+
+func TestInstancesSetting(t *testing.T) {
+	t.Parallel()
+	cfg, err := simulator.ParseConfig(json.RawMessage(`{"type": "simulator", "instances": 4}`))
+	require.NoError(t, err)
+	require.Equal(t, 4, cfg.Instances)
+	for _, bad := range []string{`0`, `-1`, `2.5`, `10001`, `"ten"`} {
+		err := simulator.ValidateConfig(json.RawMessage(`{"type": "simulator", "instances": ` + bad + `}`))
+		require.ErrorContains(t, err, "instances", bad)
+	}
 }
