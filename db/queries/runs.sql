@@ -92,9 +92,6 @@ WHERE id = (
     FOR UPDATE SKIP LOCKED
 );
 
--- name: RunCountActive :one
-SELECT count(*) FROM runs
-WHERE state IN ('running', 'awaiting_approval', 'paused', 'rolling_back');
 
 -- name: RunReschedule :execrows
 -- Moves the next evaluation without changing the run's state, and gives up

@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"maps"
 
@@ -99,10 +98,4 @@ func (e *Engine) CreateRun(ctx context.Context, n NewRun) (store.Run, bool, erro
 		e.Wake()
 	}
 	return run, created, nil
-}
-
-// IsValidation reports whether err is bad input a person can fix.
-func IsValidation(err error) bool {
-	var v *plan.ValidationError
-	return errors.As(err, &v)
 }

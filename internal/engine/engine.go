@@ -113,9 +113,6 @@ func New(cfg Config) (*Engine, error) {
 	}, nil
 }
 
-// ID returns the engine's name in leases and logs.
-func (e *Engine) ID() string { return e.cfg.ID }
-
 // Start runs the claim loop and the notification listener until Stop or
 // until ctx ends.
 func (e *Engine) Start(ctx context.Context) error {

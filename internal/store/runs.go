@@ -339,12 +339,6 @@ func (s *Store) ReleaseLease(ctx context.Context, runID int64, owner string) err
 	return mapError(s.q.RunReleaseLease(ctx, sqlcdb.RunReleaseLeaseParams{ID: runID, Owner: &owner}))
 }
 
-// CountActiveRuns returns how many runs are active across all environments.
-func (s *Store) CountActiveRuns(ctx context.Context) (int64, error) {
-	n, err := s.q.RunCountActive(ctx)
-	return n, mapError(err)
-}
-
 // Reschedule moves a run's next evaluation and releases the owner's lease
 // without changing its state. It does nothing when the run changed since
 // expectedVersion or the lease is no longer the owner's.

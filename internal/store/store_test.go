@@ -379,3 +379,35 @@ func TestRolledBackTransactionAnnouncesNothing(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, events, 1)
 }
+
+func TestAppsUpdateAndPage(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	ctx := context.Background()
+	updated, err := f.store.UpdateApp(ctx, "checkout", store.AppUpdate{Name: "Checkout v2", Description: "pays"})
+	require.NoError(t, err)
+	require.Equal(t, "Checkout v2", updated.Name)
+	require.Equal(t, "pays", updated.Description)
+
+	for _, slug := range []string{"alpha", "beta", "gamma", "delta"} {
+		_, err := f.store.CreateApp(ctx, store.NewApp{Slug: slug, Name: slug})
+		require.NoError(t, err)
+	}
+	var seen []string
+	after := ""
+	for {
+		page, err := f.store.ListApps(ctx, after, 2)
+		require.NoError(t, err)
+		for _, a := range page {
+			seen = append(seen, a.Slug)
+		}
+		if len(page) < 2 {
+			break
+		}
+		after = page[len(page)-1].Slug
+	}
+	require.Equal(t, []string{"alpha", "beta", "checkout", "delta", "gamma"}, seen)
+
+	_, err = f.store.CreateApp(ctx, store.NewApp{Slug: "Not A Slug", Name: "x"})
+	require.ErrorIs(t, err, store.ErrInvalid, "the schema refuses what the API should have caught")
+}

@@ -95,18 +95,6 @@ func (q *Queries) RunClaimDue(ctx context.Context, arg RunClaimDueParams) ([]Run
 	return items, nil
 }
 
-const runCountActive = `-- name: RunCountActive :one
-SELECT count(*) FROM runs
-WHERE state IN ('running', 'awaiting_approval', 'paused', 'rolling_back')
-`
-
-func (q *Queries) RunCountActive(ctx context.Context) (int64, error) {
-	row := q.db.QueryRow(ctx, runCountActive)
-	var count int64
-	err := row.Scan(&count)
-	return count, err
-}
-
 const runGet = `-- name: RunGet :one
 SELECT id, app_id, environment_id, from_version, to_version, strategy, params, plan, state, phase_index, generation, next_eval_at, lease_owner, lease_expires_at, version, created_by, idempotency_key, reason, created_at, updated_at, started_at, finished_at, desired, applied_generation, phase_started_at, bake_extension_seconds, extensions, paused_at, resume_state, final_state, rollback_step, consecutive_errors FROM runs WHERE id = $1
 `
