@@ -28,8 +28,8 @@ func (s Sample) ErrorRate() float64 {
 	return float64(s.Errors) / float64(s.Requests)
 }
 
-// Source reports samples of one version of an app in an environment.
-type Source interface {
+// SampleSource reports samples of one version of an app in an environment.
+type SampleSource interface {
 	Sample(ctx context.Context, app, env, version string, from, to time.Time) (Sample, error)
 }
 
@@ -55,7 +55,7 @@ type Thresholds struct {
 // p99 latency and health checks over the recent window and rolls back on
 // any breach. Missing data is inconclusive, never a pass.
 type ThresholdAnalyzer struct {
-	Source     Source
+	Source     SampleSource
 	Thresholds Thresholds
 }
 
