@@ -10,6 +10,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -30,6 +31,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/flightdeckhq/flightdeck/internal/analysis"
+	"github.com/flightdeckhq/flightdeck/internal/analysis/promql"
+	"github.com/flightdeckhq/flightdeck/internal/analysis/push"
 	"github.com/flightdeckhq/flightdeck/internal/api"
 	"github.com/flightdeckhq/flightdeck/internal/engine"
 	"github.com/flightdeckhq/flightdeck/internal/engine/driver"
@@ -108,7 +111,7 @@ func serve(ctx context.Context, cfg Config, pool *pgxpool.Pool, logger *slog.Log
 	eng, err := engine.New(engine.Config{
 		Store:    st,
 		Drivers:  drivers,
-		Analyzer: &analysis.ThresholdAnalyzer{Source: analysis.SimulatorSource{Fleet: fleet}},
+		Analyzer: &analysis.Analyzer{Sources: metricSources(st, fleet)},
 		Logger:   logger,
 	})
 	if err != nil {
@@ -128,7 +131,7 @@ func serve(ctx context.Context, cfg Config, pool *pgxpool.Pool, logger *slog.Log
 	// before the notifier and the pool.
 	defer eng.Stop()
 
-	handler := api.New(api.Config{Logger: logger, Readiness: st, Catalog: st, Gatherer: reg, Registerer: reg})
+	handler := api.New(api.Config{Logger: logger, Readiness: st, Catalog: st, Ingest: push.NewIngester(st, nil), Gatherer: reg, Registerer: reg})
 
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
@@ -279,4 +282,30 @@ func version() string {
 		rev += "-dirty"
 	}
 	return rev
+}
+
+// metricSources returns the metric source each environment is configured
+// with: the simulated fleet, samples pushed through the API, or Prometheus.
+func metricSources(st *store.Store, fleet *simulator.Fleet) analysis.SourceFor {
+	return func(env store.Environment) (analysis.Source, error) {
+		var cfg struct {
+			Type string `json:"type"`
+		}
+		if err := json.Unmarshal(env.Metrics, &cfg); err != nil {
+			return nil, fmt.Errorf("reading the metrics configuration of %s: %w", env.Name, err)
+		}
+		switch cfg.Type {
+		case "simulator":
+			return analysis.SimulatorSource{Fleet: fleet}, nil
+		case push.SourceType:
+			return push.NewSource(st), nil
+		case "prometheus":
+			pc, err := promql.ParseConfig(env.Metrics)
+			if err != nil {
+				return nil, fmt.Errorf("the Prometheus settings of %s: %w", env.Name, err)
+			}
+			return promql.New(pc)
+		}
+		return nil, fmt.Errorf("metric source %q of environment %s is not available", cfg.Type, env.Name)
+	}
 }

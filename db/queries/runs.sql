@@ -105,3 +105,10 @@ WHERE id = @id AND lease_owner = @owner AND version = @expected_version;
 -- When the earliest scheduled evaluation is, so a caller can sleep (or a
 -- test can move its clock) exactly until then.
 SELECT next_eval_at FROM runs WHERE next_eval_at IS NOT NULL ORDER BY next_eval_at LIMIT 1;
+
+-- name: RunHasOlderPending :one
+-- Runs of an environment start in the order they were created.
+SELECT EXISTS (
+    SELECT 1 FROM runs
+    WHERE environment_id = @environment_id AND state = 'pending' AND id < @id
+);

@@ -22,10 +22,13 @@ const (
 	MetricMemory = "memory"
 	// MetricConversion: Count is users exposed, Sum is users who converted (A/B).
 	MetricConversion = "conversion"
+	// MetricResponseDiff: Count is responses compared, Sum is responses that
+	// differed between shadow and primary.
+	MetricResponseDiff = "response_diff"
 )
 
 // Metrics lists every metric a source may report.
-var Metrics = []string{MetricErrorRate, MetricLatency, MetricHealthChecks, MetricCPU, MetricMemory, MetricConversion}
+var Metrics = []string{MetricErrorRate, MetricLatency, MetricHealthChecks, MetricCPU, MetricMemory, MetricConversion, MetricResponseDiff}
 
 // Window is what a source reports for one cohort and one metric over one
 // stretch of time. Count and Sum add up across windows; quantiles do not,

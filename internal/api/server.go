@@ -33,6 +33,8 @@ type Config struct {
 	// Gatherer serves /metrics; it must include what Registerer registers.
 	Gatherer   prometheus.Gatherer
 	Registerer prometheus.Registerer
+	// Ingest takes pushed metric samples; nil leaves the route out.
+	Ingest MetricsIngester
 }
 
 // New returns the HTTP handler with every route and middleware installed.
@@ -55,6 +57,9 @@ func New(cfg Config) *echo.Echo {
 	home := &homeHandlers{catalog: cfg.Catalog}
 	e.GET("/", home.home)
 	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{})))
+	if cfg.Ingest != nil {
+		e.POST("/api/v1/runs/:id/metrics", (&metricsIngestHandlers{ingest: cfg.Ingest}).ingestMetrics)
+	}
 	return e
 }
 

@@ -48,6 +48,9 @@ type Analysis struct {
 	Explanation string
 	// Record holds every input and the branch taken, as a JSON object.
 	Record json.RawMessage
+	// EndPhase says the phase has its answer before its bake is over (an
+	// A/B test that reached significance after its minimum duration).
+	EndPhase bool
 }
 
 // Analyzer judges a phase from metrics: candidate against baseline.

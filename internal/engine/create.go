@@ -54,7 +54,16 @@ func mergeParams(defaults json.RawMessage, strategy string, params json.RawMessa
 		}
 		maps.Copy(merged, own)
 	}
+	// Decision thresholds ride along with the run's parameters; they are the
+	// analyzer's, not the strategy's.
+	delete(merged, "thresholds")
 	return json.Marshal(merged)
+}
+
+// RunValidator is implemented by analyzers that take per-run settings (such
+// as threshold overrides), so a run with bad ones is refused at creation.
+type RunValidator interface {
+	ValidateRun(env store.Environment, params json.RawMessage) error
 }
 
 // NewRun is a request to deploy a version to an environment.
@@ -83,6 +92,11 @@ func (e *Engine) CreateRun(ctx context.Context, n NewRun) (store.Run, bool, erro
 	}
 	if _, err := BuildPlan(strategy, n.Params, n.Environment, n.Environment.StableVersion, n.Version); err != nil {
 		return store.Run{}, false, err
+	}
+	if v, ok := e.cfg.Analyzer.(RunValidator); ok {
+		if err := v.ValidateRun(n.Environment, n.Params); err != nil {
+			return store.Run{}, false, err
+		}
 	}
 	now := e.now()
 	run, created, err := e.store.CreateRun(ctx, store.NewRun{

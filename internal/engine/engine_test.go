@@ -410,3 +410,15 @@ func TestLiveEngineFollowsNotifications(t *testing.T) {
 	e.Stop()
 	e.Stop()
 }
+
+func TestAPhaseIsNotPromotedWhileWarmingUp(t *testing.T) {
+	t.Parallel()
+	h := setup(t)
+	env := h.env("prod", nil)
+	h.analyzer.set(env.ID, VerdictWarmingUp)
+	run := h.start(env, "canary", `{"steps": [50, 100], "step_bake": "1m"}`)
+	h.drive(func() bool { return h.clock.Now().After(h.run(run.ID).CreatedAt.Add(3 * time.Hour)) })
+	require.Equal(t, 0, h.run(run.ID).PhaseIndex, "the bake is over but the phase was never judged")
+	h.analyzer.set(env.ID, VerdictContinue)
+	h.driveUntilState(run.ID, store.RunSucceeded)
+}

@@ -98,6 +98,37 @@ func (e *Engine) startRun(ctx context.Context, run store.Run) error {
 	if err != nil {
 		return fmt.Errorf("encoding plan: %w", err)
 	}
+	// First come, first served: an older queued run starts first.
+	older, err := e.store.HasOlderPending(ctx, run.EnvironmentID, run.ID)
+	if err != nil {
+		return err
+	}
+	if older {
+		err = store.ErrActiveRun
+	} else {
+		err = e.activate(ctx, run, p, planJSON, now)
+	}
+	if errors.Is(err, errStableMoved) {
+		return e.startRun(ctx, run)
+	}
+	if !errors.Is(err, store.ErrActiveRun) {
+		return err
+	}
+	// Queued: another run is active or older. Announce it once, then wait
+	// to be woken when the active run ends (or poll).
+	next := now.Add(e.cfg.QueuePoll)
+	if run.Reason == queuedReason {
+		_, err := e.store.Reschedule(ctx, run.ID, run.Version, run.LeaseOwner, &next)
+		return err
+	}
+	queued := run
+	queued.Reason = queuedReason
+	queued.NextEvalAt = &next
+	return e.commit(ctx, queued, store.Event{Type: "run.queued", Payload: map[string]any{"reason": queuedReason}}, nil)
+}
+
+// activate makes a pending run active with its compiled plan.
+func (e *Engine) activate(ctx context.Context, run store.Run, p plan.Plan, planJSON json.RawMessage, now time.Time) error {
 	started := run
 	started.State = store.RunRunning
 	started.Plan = planJSON
@@ -107,7 +138,7 @@ func (e *Engine) startRun(ctx context.Context, run store.Run) error {
 		return err
 	}
 	started.NextEvalAt = &now
-	err = e.commit(ctx, started, store.Event{Type: "run.started", Payload: map[string]any{
+	return e.commit(ctx, started, store.Event{Type: "run.started", Payload: map[string]any{
 		"from_version": started.FromVersion, "to_version": started.ToVersion, "strategy": started.Strategy,
 		"phases": len(p.Phases), "first_phase": p.Phases[0].Name,
 	}}, func(tx *store.Store) error {
@@ -134,23 +165,6 @@ func (e *Engine) startRun(ctx context.Context, run store.Run) error {
 		}
 		return tx.SetRunPhaseStatus(ctx, run.ID, 0, store.PhaseApplying, &now, nil)
 	})
-	if errors.Is(err, errStableMoved) {
-		return e.startRun(ctx, run)
-	}
-	if !errors.Is(err, store.ErrActiveRun) {
-		return err
-	}
-	// Queued: another run is active. Announce it once, then wait to be
-	// woken when that run ends (or poll).
-	next := now.Add(e.cfg.QueuePoll)
-	if run.Reason == queuedReason {
-		_, err := e.store.Reschedule(ctx, run.ID, run.Version, run.LeaseOwner, &next)
-		return err
-	}
-	queued := run
-	queued.Reason = queuedReason
-	queued.NextEvalAt = &next
-	return e.commit(ctx, queued, store.Event{Type: "run.queued", Payload: map[string]any{"reason": queuedReason}}, nil)
 }
 
 // errStableMoved makes startRun read the environment again.
@@ -265,6 +279,9 @@ func (e *Engine) advance(ctx context.Context, run store.Run) error {
 			}
 		default:
 			run.ConsecutiveErrors = 0
+			if a.EndPhase && !waiting {
+				bakeEnd = now
+			}
 		}
 	}
 
@@ -292,9 +309,11 @@ func (e *Engine) advance(ctx context.Context, run store.Run) error {
 
 	// Still baking, waiting for a person, or held by an inconclusive
 	// verdict (never promoted automatically): judge again later.
-	if now.Before(bakeEnd) || waiting || verdict == VerdictInconclusive || verdict == VerdictMonitorLonger {
+	// A phase whose bake is shorter than the warm-up waits for it: a phase
+	// that was never judged is not promoted.
+	if now.Before(bakeEnd) || waiting || verdict == VerdictInconclusive || verdict == VerdictMonitorLonger || verdict == VerdictWarmingUp {
 		next := now.Add(e.analysisInterval(phase))
-		if !waiting && verdict != VerdictInconclusive && bakeEnd.Before(next) {
+		if !waiting && verdict != VerdictInconclusive && verdict != VerdictWarmingUp && bakeEnd.Before(next) {
 			next = bakeEnd
 		}
 		if waiting && !phase.Analysis {

@@ -359,3 +359,10 @@ func (s *Store) NextDue(ctx context.Context) (*time.Time, error) {
 	}
 	return t, nil
 }
+
+// HasOlderPending reports whether an environment has a pending run created
+// before run id, which must start first.
+func (s *Store) HasOlderPending(ctx context.Context, environmentID, id int64) (bool, error) {
+	ok, err := s.q.RunHasOlderPending(ctx, sqlcdb.RunHasOlderPendingParams{EnvironmentID: environmentID, ID: id})
+	return ok, mapError(err)
+}

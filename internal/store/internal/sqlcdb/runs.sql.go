@@ -189,6 +189,26 @@ func (q *Queries) RunGetByIdempotencyKey(ctx context.Context, arg RunGetByIdempo
 	return i, err
 }
 
+const runHasOlderPending = `-- name: RunHasOlderPending :one
+SELECT EXISTS (
+    SELECT 1 FROM runs
+    WHERE environment_id = $1 AND state = 'pending' AND id < $2
+)
+`
+
+type RunHasOlderPendingParams struct {
+	EnvironmentID int64
+	ID            int64
+}
+
+// Runs of an environment start in the order they were created.
+func (q *Queries) RunHasOlderPending(ctx context.Context, arg RunHasOlderPendingParams) (bool, error) {
+	row := q.db.QueryRow(ctx, runHasOlderPending, arg.EnvironmentID, arg.ID)
+	var exists bool
+	err := row.Scan(&exists)
+	return exists, err
+}
+
 const runInsert = `-- name: RunInsert :one
 INSERT INTO runs (
     app_id, environment_id, from_version, to_version, strategy, params,

@@ -1,0 +1,514 @@
+package analysis
+
+import (
+	"fmt"
+	"math"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"golang.org/x/text/language"
+	"golang.org/x/text/message"
+
+	"github.com/flightdeckhq/flightdeck/internal/analysis/stats"
+	"github.com/flightdeckhq/flightdeck/internal/engine"
+)
+
+// Cohort is what the sources reported for one side of the comparison.
+type Cohort struct {
+	// Windows holds each metric's windows since the phase started.
+	Windows map[string][]Window
+	// Signatures counts error messages, when the source sees them.
+	Signatures map[string]int64
+}
+
+// Observations are everything one decision rests on.
+type Observations struct {
+	Now            time.Time
+	PhaseStartedAt time.Time
+	// Candidate and Baseline name the versions compared; Baseline is empty
+	// when nothing else serves users (the candidate is judged on its own).
+	CandidateVersion string
+	BaselineVersion  string
+	// ExposedShare is the share of users the candidate serves now.
+	ExposedShare float64
+	Candidate    Cohort
+	Baseline     Cohort
+	// SourceErrors are failures of the metric sources in this evaluation.
+	SourceErrors []string
+	Thresholds   Thresholds
+	// Experiment, for an A/B split, asks for the conversion comparison.
+	Experiment *Experiment
+}
+
+// Experiment is the A/B stopping rule of a split phase.
+type Experiment struct {
+	MinDuration         time.Duration `json:"min_duration"`
+	Significance        float64       `json:"significance"`
+	MinDetectableEffect float64       `json:"min_detectable_effect"`
+}
+
+// Outcomes of one metric's check.
+const (
+	OutcomeOK           = "ok"
+	OutcomeDegraded     = "degraded"
+	OutcomeInsufficient = "insufficient_data"
+	OutcomeNoData       = "no_data"
+)
+
+// MetricResult is one metric's comparison with every number behind it.
+type MetricResult struct {
+	Metric     string  `json:"metric"`
+	Candidate  float64 `json:"candidate"`
+	Baseline   float64 `json:"baseline"`
+	Delta      float64 `json:"delta"`
+	Threshold  float64 `json:"threshold"`
+	Unit       string  `json:"unit"`
+	CandidateN int64   `json:"candidate_n"`
+	BaselineN  int64   `json:"baseline_n"`
+	Test       string  `json:"test"`
+	PValue     float64 `json:"p_value"`
+	Confidence float64 `json:"confidence"`
+	Outcome    string  `json:"outcome"`
+	Detail     string  `json:"detail,omitempty"`
+}
+
+// Path records which way the decision tree went, for the run page to light.
+type Path struct {
+	WarmingUp         bool `json:"warming_up"`
+	FastFail          bool `json:"fast_fail"`
+	Inconclusive      bool `json:"inconclusive"`
+	Degraded          bool `json:"degraded"`
+	ExposureOverLimit bool `json:"exposure_over_limit"`
+	Worsening         bool `json:"worsening"`
+}
+
+// Trend is the candidate's excess error rate over the last windows.
+type Trend struct {
+	Windows     int       `json:"windows"`
+	Differences []float64 `json:"differences"`
+	Worsening   bool      `json:"worsening"`
+}
+
+// Decision is the record of one verdict: every input, the branch taken
+// and a sentence for people. It is stored and shown as is.
+type Decision struct {
+	Verdict          engine.Verdict `json:"verdict"`
+	Explanation      string         `json:"explanation"`
+	Path             Path           `json:"path"`
+	CandidateVersion string         `json:"candidate_version"`
+	BaselineVersion  string         `json:"baseline_version,omitempty"`
+	WindowFrom       time.Time      `json:"window_from"`
+	WindowTo         time.Time      `json:"window_to"`
+	ExposedShare     float64        `json:"exposed_share"`
+	Metrics          []MetricResult `json:"metrics"`
+	NewSignatures    []string       `json:"new_signatures,omitempty"`
+	Trend            Trend          `json:"trend"`
+	Errors           []string       `json:"errors,omitempty"`
+	Thresholds       Thresholds     `json:"thresholds"`
+	Experiment       *ABReport      `json:"experiment,omitempty"`
+	// EndPhase says the phase has its answer early (an A/B test reached
+	// significance after its minimum duration).
+	EndPhase bool `json:"end_phase"`
+}
+
+// ABReport is the A/B comparison of conversion between the arms.
+type ABReport struct {
+	ConversionA  float64 `json:"conversion_a"`
+	ConversionB  float64 `json:"conversion_b"`
+	UsersA       int64   `json:"users_a"`
+	UsersB       int64   `json:"users_b"`
+	Lift         float64 `json:"lift"`
+	RelativeLift float64 `json:"relative_lift"`
+	LiftLow      float64 `json:"lift_low"`
+	LiftHigh     float64 `json:"lift_high"`
+	PValue       float64 `json:"p_value"`
+	Significant  bool    `json:"significant"`
+	NeededPerArm int64   `json:"needed_per_arm"`
+	Winner       string  `json:"winner,omitempty"`
+}
+
+// Decide applies the 5-minute framework: warm-up (with a fast-fail guard),
+// per-metric checks with statistical support, then rollback when degraded
+// and more than the exposure limit of users see it or it is getting worse,
+// monitor longer when degraded but stable, continue otherwise. Missing data
+// and failing sources are inconclusive, never a pass. It is pure.
+func Decide(o Observations) Decision {
+	t := o.Thresholds
+	d := Decision{
+		CandidateVersion: o.CandidateVersion, BaselineVersion: o.BaselineVersion,
+		WindowFrom: o.PhaseStartedAt, WindowTo: o.Now, ExposedShare: o.ExposedShare,
+		Thresholds: t, Errors: o.SourceErrors,
+	}
+	warmEnd := o.PhaseStartedAt.Add(time.Duration(t.Warmup))
+	alpha := 1 - t.Confidence
+
+	if len(o.SourceErrors) > 0 {
+		d.Path.Inconclusive = true
+		return finish(d, engine.VerdictInconclusive, "Inconclusive: the metric source failed ("+strings.Join(o.SourceErrors, "; ")+"); nothing is promoted on missing evidence.")
+	}
+
+	if o.Now.Before(warmEnd) {
+		d.Path.WarmingUp = true
+		d.WindowTo = o.Now
+		er := errorRate(o, o.PhaseStartedAt, alpha, t, 0)
+		d.Metrics = []MetricResult{er}
+		ratio := er.Candidate / math.Max(er.Baseline, 0.001)
+		if o.BaselineVersion != "" && er.CandidateN >= t.FastFailMinRequests && ratio >= t.FastFailRatio && er.PValue <= alpha {
+			d.Path.FastFail = true
+			d.Path.Degraded = true
+			return finish(d, engine.VerdictRollback, fmt.Sprintf(
+				"Rolled back during warm-up: %s error rate %s vs %s on %s (%.0f× the baseline, %s requests) is overwhelming evidence.",
+				o.CandidateVersion, pct(er.Candidate), pct(er.Baseline), o.BaselineVersion, ratio, count(er.CandidateN)))
+		}
+		return finish(d, engine.VerdictWarmingUp, fmt.Sprintf("Warming up: judging starts %s after the traffic change (%s left).",
+			time.Duration(t.Warmup), warmEnd.Sub(o.Now).Round(time.Second)))
+	}
+	d.WindowFrom = warmEnd
+
+	var results []MetricResult
+	results = append(results, errorRate(o, warmEnd, alpha, t, t.ErrorRatePP/100))
+	if o.BaselineVersion != "" {
+		results = append(results, latency(o, warmEnd, alpha, t))
+		results = append(results, utilisation(o, MetricCPU, warmEnd, alpha, t.CPUIncrease))
+		results = append(results, utilisation(o, MetricMemory, warmEnd, alpha, t.MemoryIncrease))
+	}
+	results = append(results, healthChecks(o, warmEnd, t))
+	d.NewSignatures = newSignatures(o, t)
+	if len(d.NewSignatures) > 0 {
+		results = append(results, MetricResult{Metric: "error_signatures", Candidate: float64(len(d.NewSignatures)), Threshold: 0,
+			Unit: "count", Test: "seen only in the candidate", Outcome: OutcomeDegraded,
+			Detail: "new errors: " + strings.Join(d.NewSignatures, ", ")})
+	}
+	d.Metrics = slices.DeleteFunc(results, func(m MetricResult) bool { return m.Metric == "" })
+	if o.Experiment != nil {
+		d.Experiment, d.EndPhase = abReport(o, *o.Experiment, warmEnd)
+	}
+
+	var degraded []MetricResult
+	for _, m := range d.Metrics {
+		if m.Outcome == OutcomeDegraded {
+			degraded = append(degraded, m)
+		}
+	}
+	d.Trend = trend(o, t)
+
+	if len(degraded) == 0 {
+		// A candidate that serves users but shows no traffic is not a pass.
+		if o.ExposedShare > 0 && d.Metrics[0].Outcome == OutcomeNoData {
+			d.Path.Inconclusive = true
+			return finish(d, engine.VerdictInconclusive, fmt.Sprintf(
+				"Inconclusive: no requests of %s were reported since the warm-up ended; nothing is promoted without evidence.", o.CandidateVersion))
+		}
+		return finish(d, engine.VerdictContinue, continueSentence(o, d))
+	}
+	d.Path.Degraded = true
+	d.Path.ExposureOverLimit = o.ExposedShare > t.ExposureLimit
+	d.Path.Worsening = d.Trend.Worsening
+	what := describeAll(degraded, o)
+	exposed := fmt.Sprintf("%s of users exposed", pct(o.ExposedShare))
+	switch {
+	case d.Path.ExposureOverLimit:
+		return finish(d, engine.VerdictRollback, fmt.Sprintf("Rolled back: %s; %s (over the %s limit).", what, exposed, pct(t.ExposureLimit)))
+	case d.Path.Worsening:
+		return finish(d, engine.VerdictRollback, fmt.Sprintf("Rolled back: %s; %s; worsening over the last %d windows.", what, exposed, d.Trend.Windows))
+	default:
+		return finish(d, engine.VerdictMonitorLonger, fmt.Sprintf("Monitoring longer: %s; only %s and stable over the last %d windows.", what, exposed, d.Trend.Windows))
+	}
+}
+
+func finish(d Decision, v engine.Verdict, explanation string) Decision {
+	d.Verdict = v
+	d.Explanation = explanation
+	if d.Metrics == nil {
+		d.Metrics = []MetricResult{}
+	}
+	return d
+}
+
+// since sums the windows of a metric that start at or after from and
+// before to.
+func since(ws []Window, from, to time.Time) (n int64, sum float64) {
+	for _, w := range ws {
+		if !w.Start.Before(from) && w.Start.Before(to) {
+			n += w.Count
+			sum += w.Sum
+		}
+	}
+	return n, sum
+}
+
+func errorRate(o Observations, from time.Time, alpha float64, t Thresholds, threshold float64) MetricResult {
+	cn, cs := since(o.Candidate.Windows[MetricErrorRate], from, o.Now)
+	m := MetricResult{Metric: MetricErrorRate, Unit: "ratio", CandidateN: cn, Threshold: threshold, Confidence: t.Confidence}
+	if cn == 0 {
+		m.Outcome = OutcomeNoData
+		m.Detail = "no candidate requests"
+		return m
+	}
+	if o.BaselineVersion == "" {
+		// Judged on its own: is the error rate above the threshold itself?
+		m.Candidate = cs / float64(cn)
+		low, _ := stats.Wilson(int64(cs), cn, 2*t.Confidence-1)
+		m.Test = "Wilson interval against the threshold"
+		m.Delta = m.Candidate - threshold
+		m.Outcome = OutcomeOK
+		if low > threshold {
+			m.Outcome = OutcomeDegraded
+		}
+		return m
+	}
+	bn, bs := since(o.Baseline.Windows[MetricErrorRate], from, o.Now)
+	margin := 0.0
+	if t.Strict {
+		margin = threshold
+	}
+	r := stats.ProportionTest{Alpha: alpha, Margin: margin}.Evaluate(int64(bs), bn, int64(cs), cn)
+	m.Candidate, m.Baseline, m.Delta, m.BaselineN = r.CandidateRate, r.BaselineRate, r.Difference, bn
+	m.Threshold = r.BaselineRate + threshold
+	m.Test, m.PValue = "mSPRT (always valid)", r.PValue
+	m.Outcome = OutcomeOK
+	switch {
+	case bn == 0:
+		m.Outcome = OutcomeNoData
+		m.Detail = "no baseline requests"
+	case r.Significant && r.Difference > threshold:
+		m.Outcome = OutcomeDegraded
+	}
+	return m
+}
+
+// quantiles collects each window's value of a quantile since from.
+func windowValues(ws []Window, from, to time.Time, pick func(Window) (float64, bool)) []float64 {
+	var out []float64
+	for _, w := range ws {
+		if w.Start.Before(from) || !w.Start.Before(to) {
+			continue
+		}
+		if v, ok := pick(w); ok && !math.IsNaN(v) {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+func p99(w Window) (float64, bool) {
+	if w.P99 == nil || w.Count == 0 {
+		return 0, false
+	}
+	return *w.P99, true
+}
+
+func mean(w Window) (float64, bool) {
+	if w.Count == 0 {
+		return 0, false
+	}
+	return w.Sum / float64(w.Count), true
+}
+
+func median(v []float64) float64 {
+	s := slices.Clone(v)
+	sort.Float64s(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// minWindows is the fewest windows per side a distribution test rests on.
+const minWindows = 3
+
+func latency(o Observations, from time.Time, alpha float64, t Thresholds) MetricResult {
+	c := windowValues(o.Candidate.Windows[MetricLatency], from, o.Now, p99)
+	b := windowValues(o.Baseline.Windows[MetricLatency], from, o.Now, p99)
+	if len(c) == 0 && len(b) == 0 {
+		return MetricResult{}
+	}
+	m := MetricResult{Metric: "latency_p99", Unit: "ms", CandidateN: int64(len(c)), BaselineN: int64(len(b)),
+		Test: "Mann-Whitney U over window p99s", Confidence: t.Confidence, Outcome: OutcomeOK}
+	if len(c) < minWindows || len(b) < minWindows {
+		m.Outcome = OutcomeInsufficient
+		m.Detail = fmt.Sprintf("needs %d windows on each side", minWindows)
+		return m
+	}
+	m.Candidate, m.Baseline = median(c), median(b)
+	m.Delta = m.Candidate - m.Baseline
+	m.Threshold = m.Baseline * t.LatencyRatio
+	r, err := stats.MannWhitneyU(c, b, "greater")
+	if err != nil {
+		m.Outcome = OutcomeInsufficient
+		m.Detail = err.Error()
+		return m
+	}
+	m.PValue = r.PValue
+	if m.Candidate > m.Threshold && r.PValue <= alpha {
+		m.Outcome = OutcomeDegraded
+	}
+	return m
+}
+
+func utilisation(o Observations, metric string, from time.Time, alpha, increase float64) MetricResult {
+	c := windowValues(o.Candidate.Windows[metric], from, o.Now, mean)
+	b := windowValues(o.Baseline.Windows[metric], from, o.Now, mean)
+	if len(c) == 0 && len(b) == 0 {
+		return MetricResult{}
+	}
+	m := MetricResult{Metric: metric, Unit: "ratio", CandidateN: int64(len(c)), BaselineN: int64(len(b)),
+		Test: "Mann-Whitney U over window means", Confidence: 1 - alpha, Outcome: OutcomeOK}
+	if len(c) < minWindows || len(b) < minWindows {
+		m.Outcome = OutcomeInsufficient
+		m.Detail = fmt.Sprintf("needs %d windows on each side", minWindows)
+		return m
+	}
+	m.Candidate, m.Baseline = median(c), median(b)
+	m.Delta = m.Candidate - m.Baseline
+	m.Threshold = m.Baseline + increase
+	r, err := stats.MannWhitneyU(c, b, "greater")
+	if err == nil {
+		m.PValue = r.PValue
+		if m.Candidate > m.Threshold && r.PValue <= alpha {
+			m.Outcome = OutcomeDegraded
+		}
+	}
+	return m
+}
+
+func healthChecks(o Observations, from time.Time, t Thresholds) MetricResult {
+	ws := o.Candidate.Windows[MetricHealthChecks]
+	if len(ws) == 0 {
+		return MetricResult{}
+	}
+	n, failed := since(ws, from, o.Now)
+	m := MetricResult{Metric: MetricHealthChecks, Unit: "failures", Candidate: failed, CandidateN: n,
+		Threshold: float64(t.HealthCheckFailures), Test: "count against the threshold", Outcome: OutcomeOK}
+	if failed > float64(t.HealthCheckFailures) {
+		m.Outcome = OutcomeDegraded
+	}
+	return m
+}
+
+func newSignatures(o Observations, t Thresholds) []string {
+	var out []string
+	for sig, n := range o.Candidate.Signatures {
+		if n >= t.MinSignatureCount && o.Baseline.Signatures[sig] == 0 {
+			out = append(out, sig)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// trend is the candidate's excess error rate in each of the last windows;
+// it is worsening when it grows window after window.
+func trend(o Observations, t Thresholds) Trend {
+	byStart := map[time.Time]Window{}
+	for _, w := range o.Baseline.Windows[MetricErrorRate] {
+		byStart[w.Start] = w
+	}
+	var diffs []float64
+	for _, w := range o.Candidate.Windows[MetricErrorRate] {
+		if w.Count == 0 || !w.Start.Before(o.Now) {
+			continue
+		}
+		base := 0.0
+		if b, ok := byStart[w.Start]; ok && b.Count > 0 {
+			base = b.Sum / float64(b.Count)
+		}
+		diffs = append(diffs, w.Sum/float64(w.Count)-base)
+	}
+	if len(diffs) > t.TrendWindows {
+		diffs = diffs[len(diffs)-t.TrendWindows:]
+	}
+	tr := Trend{Windows: t.TrendWindows, Differences: diffs}
+	if len(diffs) == t.TrendWindows {
+		tr.Worsening = diffs[len(diffs)-1] > 0
+		for i := 1; i < len(diffs); i++ {
+			tr.Worsening = tr.Worsening && diffs[i] > diffs[i-1]
+		}
+	}
+	if tr.Differences == nil {
+		tr.Differences = []float64{}
+	}
+	return tr
+}
+
+func abReport(o Observations, e Experiment, from time.Time) (*ABReport, bool) {
+	bn, bs := since(o.Candidate.Windows[MetricConversion], o.PhaseStartedAt, o.Now)
+	an, as := since(o.Baseline.Windows[MetricConversion], o.PhaseStartedAt, o.Now)
+	if an == 0 || bn == 0 {
+		return nil, false
+	}
+	r := stats.ABTest(int64(as), an, int64(bs), bn, e.Significance, e.MinDetectableEffect, 0.8)
+	rep := &ABReport{
+		ConversionA: r.RateA, ConversionB: r.RateB, UsersA: an, UsersB: bn, Lift: r.Lift, RelativeLift: r.RelativeLift,
+		LiftLow: r.LiftLow, LiftHigh: r.LiftHigh, PValue: r.PValue, Significant: r.Significant, NeededPerArm: r.NeededPerArm,
+	}
+	if r.Significant {
+		rep.Winner = o.BaselineVersion
+		if r.Lift > 0 {
+			rep.Winner = o.CandidateVersion
+		}
+	}
+	return rep, r.Significant && o.Now.Sub(o.PhaseStartedAt) >= e.MinDuration
+}
+
+func describe(m MetricResult, o Observations) string {
+	switch m.Metric {
+	case MetricErrorRate:
+		if o.BaselineVersion == "" {
+			return fmt.Sprintf("%s error rate %s above the %s limit (%s requests)", o.CandidateVersion, pct(m.Candidate), pct(m.Threshold), count(m.CandidateN))
+		}
+		return fmt.Sprintf("%s error rate %s vs %s on %s (%+.1f pp > %.1f pp, %s confidence, %s requests)",
+			o.CandidateVersion, pct(m.Candidate), pct(m.Baseline), o.BaselineVersion, 100*m.Delta,
+			100*(m.Threshold-m.Baseline), pct(m.Confidence), count(m.CandidateN))
+	case "latency_p99":
+		return fmt.Sprintf("%s p99 latency %.0f ms vs %.0f ms (%.1f× > %.1f×)", o.CandidateVersion, m.Candidate, m.Baseline,
+			m.Candidate/math.Max(m.Baseline, 1e-9), m.Threshold/math.Max(m.Baseline, 1e-9))
+	case MetricHealthChecks:
+		return fmt.Sprintf("%.0f failed health checks (more than %.0f)", m.Candidate, m.Threshold)
+	case MetricCPU, MetricMemory:
+		return fmt.Sprintf("%s %s %s vs %s", o.CandidateVersion, m.Metric, pct(m.Candidate), pct(m.Baseline))
+	default:
+		return m.Detail
+	}
+}
+
+func describeAll(ms []MetricResult, o Observations) string {
+	parts := make([]string, len(ms))
+	for i, m := range ms {
+		parts[i] = describe(m, o)
+	}
+	return strings.Join(parts, "; ")
+}
+
+func continueSentence(o Observations, d Decision) string {
+	er := d.Metrics[0]
+	s := fmt.Sprintf("Continue: %s is within every threshold", o.CandidateVersion)
+	if er.CandidateN > 0 {
+		s += fmt.Sprintf(" (error rate %s", pct(er.Candidate))
+		if o.BaselineVersion != "" {
+			s += fmt.Sprintf(" vs %s on %s", pct(er.Baseline), o.BaselineVersion)
+		}
+		s += fmt.Sprintf(", %s requests)", count(er.CandidateN))
+	}
+	if d.Experiment != nil && d.Experiment.Significant {
+		s += fmt.Sprintf("; the A/B test is significant: %s wins (p = %.3g)", d.Experiment.Winner, d.Experiment.PValue)
+	}
+	return s + "."
+}
+
+func pct(x float64) string {
+	v := 100 * x
+	if v != 0 && math.Abs(v) < 10 {
+		return fmt.Sprintf("%.1f%%", v)
+	}
+	return fmt.Sprintf("%.0f%%", v)
+}
+
+// count prints a number with thousands separators, as people read them.
+func count(n int64) string {
+	return englishPrinter.Sprintf("%d", n)
+}
+
+var englishPrinter = message.NewPrinter(language.English)
