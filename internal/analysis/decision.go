@@ -63,6 +63,9 @@ type MetricResult struct {
 	Candidate  float64 `json:"candidate"`
 	Baseline   float64 `json:"baseline"`
 	Delta      float64 `json:"delta"`
+	// RecentDelta is the difference over the last trend windows, for the
+	// error rate: a regression that began mid-phase shows here first.
+	RecentDelta *float64 `json:"recent_delta,omitempty"`
 	Threshold  float64 `json:"threshold"`
 	Unit       string  `json:"unit"`
 	CandidateN int64   `json:"candidate_n"`
@@ -269,14 +272,47 @@ func errorRate(o Observations, from time.Time, alpha float64, t Thresholds, thre
 	m.Threshold = r.BaselineRate + threshold
 	m.Test, m.PValue = "mSPRT (always valid)", r.PValue
 	m.Outcome = OutcomeOK
+	// The evidence (significance) accumulates over the whole phase, which
+	// keeps the test always valid; the size of the difference is judged on
+	// the recent windows, so that a regression that starts mid-phase is
+	// not diluted by the healthy minutes before it.
+	recent := recentDifference(o, from, t.TrendWindows)
+	m.RecentDelta = &recent
 	switch {
 	case bn == 0:
 		m.Outcome = OutcomeNoData
 		m.Detail = "no baseline requests"
-	case r.Significant && r.Difference > threshold:
+	case r.Significant && max(r.Difference, recent) > threshold:
 		m.Outcome = OutcomeDegraded
 	}
 	return m
+}
+
+// recentDifference is the candidate's excess error rate over the last n
+// windows (those starting before now), both cohorts added up.
+func recentDifference(o Observations, from time.Time, n int) float64 {
+	last := func(ws []Window) (count int64, sum float64) {
+		var kept []Window
+		for _, w := range ws {
+			if !w.Start.Before(from) && w.Start.Before(o.Now) {
+				kept = append(kept, w)
+			}
+		}
+		if len(kept) > n {
+			kept = kept[len(kept)-n:]
+		}
+		for _, w := range kept {
+			count += w.Count
+			sum += w.Sum
+		}
+		return count, sum
+	}
+	cn, cs := last(o.Candidate.Windows[MetricErrorRate])
+	bn, bs := last(o.Baseline.Windows[MetricErrorRate])
+	if cn == 0 || bn == 0 {
+		return 0
+	}
+	return cs/float64(cn) - bs/float64(bn)
 }
 
 // quantiles collects each window's value of a quantile since from.
