@@ -48,7 +48,7 @@ lint: ## gofmt, go vet and a tidy go.mod
 ENGINE_PKG := ./internal/engine
 
 .PHONY: bench
-bench: ## Run the benchmarks (the engine's take about two minutes)
+bench: ## Run the benchmarks (the engine's run once each, in about a minute)
 	$(GO) test -run '^$$' -bench . -benchtime=1x -count=1 -timeout 10m $(ENGINE_PKG)
 	$(GO) test -run '^$$' -bench . -benchmem -count=1 $$($(GO) list $(PKGS) | grep -v '/internal/engine$$')
 

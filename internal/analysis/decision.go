@@ -262,31 +262,78 @@ func errorRate(o Observations, from time.Time, alpha float64, t Thresholds, thre
 		}
 		return m
 	}
-	bn, bs := since(o.Baseline.Windows[MetricErrorRate], from, o.Now)
 	margin := 0.0
 	if t.Strict {
 		margin = threshold
 	}
-	r := stats.ProportionTest{Alpha: alpha, Margin: margin}.Evaluate(int64(bs), bn, int64(cs), cn)
-	m.Candidate, m.Baseline, m.Delta, m.BaselineN = r.CandidateRate, r.BaselineRate, r.Difference, bn
-	m.Threshold = r.BaselineRate + threshold
-	m.Test, m.PValue = "mSPRT (always valid)", r.PValue
-	m.Outcome = OutcomeOK
-	// The evidence (significance) accumulates over the whole phase, which
-	// keeps the test always valid; the size of the difference is judged on
-	// the recent windows, so that a regression that starts mid-phase is
-	// not diluted by the healthy minutes before it.
+	// The size of a difference is judged on the recent windows as well, so
+	// a regression that starts mid-phase is not diluted by the healthy
+	// minutes before it.
 	recent := recentDifference(o, from, t.TrendWindows)
 	m.RecentDelta = &recent
-	switch {
-	case bn == 0:
-		m.Outcome = OutcomeNoData
-		m.Detail = "no baseline requests"
-	case r.Significant && max(r.Difference, recent) > threshold:
-		m.Outcome = OutcomeDegraded
+	m.Test = "mSPRT (always valid; whole phase and restarts with alpha spending)"
+	m.Outcome = OutcomeOK
+
+	// The evidence comes from a family of always-valid tests: one over the
+	// whole phase, and one restarted every restart interval, the k-th with
+	// its share alpha·6/(π²(k+1)²) of the error budget. The shares add up
+	// to alpha, so the chance of any false rollback over the whole phase
+	// stays within 1 - confidence however often it is checked, while a
+	// regression that begins mid-phase is judged on evidence from after
+	// it began.
+	restart := time.Duration(t.TrendWindows) * time.Duration(t.Window)
+	last := 0
+	if restart > 0 {
+		last = int(o.Now.Sub(from) / restart)
+	}
+	best := -1.0
+	for k := 0; k <= last; k++ {
+		if k > 0 && k < last-maxRecentRestarts {
+			// Testing fewer members of the family only lowers the
+			// chance of a false rollback; old restarts add little.
+			continue
+		}
+		at := from.Add(time.Duration(k) * restart)
+		cn, cs := since(o.Candidate.Windows[MetricErrorRate], at, o.Now)
+		bn, bs := since(o.Baseline.Windows[MetricErrorRate], at, o.Now)
+		share := alpha * 6 / (math.Pi * math.Pi * float64((k+1)*(k+1)))
+		r := stats.ProportionTest{Alpha: share, Margin: margin, Tau: mixingScale}.Evaluate(int64(bs), bn, int64(cs), cn)
+		degraded := bn > 0 && r.Significant && max(r.Difference, recent) > threshold
+		if k == 0 {
+			m.Candidate, m.Baseline, m.Delta, m.BaselineN, m.CandidateN = r.CandidateRate, r.BaselineRate, r.Difference, bn, cn
+			m.Threshold = r.BaselineRate + threshold
+			m.PValue = r.PValue
+			if bn == 0 {
+				m.Outcome = OutcomeNoData
+				m.Detail = "no baseline requests"
+				return m
+			}
+		}
+		// Keep the strongest evidence relative to its share of the budget.
+		if strength := share / math.Max(r.PValue, math.SmallestNonzeroFloat64); degraded && strength > best {
+			best = strength
+			m.Outcome = OutcomeDegraded
+			m.Candidate, m.Baseline, m.Delta, m.BaselineN, m.CandidateN = r.CandidateRate, r.BaselineRate, r.Difference, bn, cn
+			m.Threshold = r.BaselineRate + threshold
+			m.PValue = r.PValue
+			m.Confidence = 1 - share
+			if k > 0 {
+				m.Detail = fmt.Sprintf("evidence since %s (restart %d, alpha %.2g)", at.Format(time.RFC3339), k, share)
+			}
+		}
 	}
 	return m
 }
+
+// mixingScale is the spread of error-rate differences the sequential test
+// is tuned to find fastest: regressions of a few percentage points, about
+// twice the default 2 pp threshold. Any value keeps the test valid; it only
+// moves where it is quickest.
+const mixingScale = 0.04
+
+// maxRecentRestarts is how many of the latest restarted tests are checked
+// besides the whole-phase one.
+const maxRecentRestarts = 10
 
 // recentDifference is the candidate's excess error rate over the last n
 // windows (those starting before now), both cohorts added up.

@@ -180,3 +180,17 @@ func TestThresholdsParseAndValidate(t *testing.T) {
 	_, err = ParseThresholds("thresholds", json.RawMessage(`{"error_rate": 2}`))
 	require.ErrorContains(t, err, `unknown field "error_rate"`)
 }
+
+func TestARegressionMidPhaseIsJudgedOnRecentEvidence(t *testing.T) {
+	t.Parallel()
+	// Twenty healthy minutes, then the candidate starts failing 6% of its
+	// requests: the whole-phase average is still low, but the restarted
+	// test sees the change.
+	rates := append(repeat(0.01, 40), repeat(0.06, 4)...)
+	o := observe(22*time.Minute, 0.5, series{requests: 600, rates: rates}, series{requests: 600, rates: repeat(0.01, 44)})
+	o.Thresholds.Warmup = 0
+	d := Decide(o)
+	require.Equal(t, engine.VerdictRollback, d.Verdict, d.Explanation)
+	require.Contains(t, d.Metrics[0].Detail, "evidence since")
+	require.Greater(t, d.Metrics[0].Candidate, 0.04, "the rate reported is the one since the change")
+}

@@ -24,7 +24,7 @@ import (
 	"github.com/flightdeckhq/flightdeck/internal/store"
 )
 
-// The engine benchmarks are fixed workloads of about a minute each: they
+// The engine benchmarks are fixed workloads of under a minute each: they
 // set up benchCanaries active canary runs, let one engine step them on the
 // real clock and measure a fixed window. They ignore b.N, and `make bench`
 // runs each of them exactly once.
@@ -36,9 +36,10 @@ const benchCanaries = 1000
 // These are the engine settings the benchmarks use on the 2-core reference
 // machine: the engine's own defaults, written out so that the figures say
 // what they were measured with. From 4 to 16 workers, with batches of 32 to
-// 128 runs, the saturated throughput stayed within the machine's noise,
-// because Postgres on the same two cores is the limit, so the defaults
-// stand. Eight workers use 8 of dbtest's 30 connections, leaving room for
+// 128 runs, the saturated throughput stayed within the machine's noise:
+// the time goes to the ten Postgres statements of each step, which share
+// the two cores with the engine, not to the engine's own work, so the
+// defaults stand. Eight workers use 8 of dbtest's 30 connections, leaving room for
 // the claim query, the listener and the benchmark's own reads.
 // PollInterval keeps its default of 1s, as a server would run it.
 const (
