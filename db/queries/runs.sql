@@ -112,3 +112,11 @@ SELECT EXISTS (
     SELECT 1 FROM runs
     WHERE environment_id = @environment_id AND state = 'pending' AND id < @id
 );
+
+-- name: RunNextClaimable :one
+-- When the next run becomes claimable: due and not leased by a live engine.
+SELECT next_eval_at FROM runs
+WHERE next_eval_at IS NOT NULL
+  AND (lease_expires_at IS NULL OR lease_expires_at < @now)
+ORDER BY next_eval_at
+LIMIT 1;

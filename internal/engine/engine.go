@@ -161,6 +161,11 @@ func (e *Engine) loop(ctx context.Context) {
 			continue // more may be due
 		}
 		wait := e.cfg.PollInterval/2 + rand.N(e.cfg.PollInterval/2+1)
+		// Sleep only until the next run falls due, not a whole poll: a run
+		// becoming due by time sends no notification.
+		if next, err := e.store.NextClaimable(ctx, e.now()); err == nil && next != nil {
+			wait = min(wait, max(next.Sub(e.now()), 0)+rand.N(5*time.Millisecond))
+		}
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():

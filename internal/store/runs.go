@@ -242,7 +242,7 @@ func (s *Store) UpdateRun(ctx context.Context, run Run, ev Event) (Run, error) {
 		return Run{}, errors.New("updating run: an event type is required")
 	}
 	var updated Run
-	err := s.WithTx(ctx, func(tx *Store) error {
+	err := s.inTx(ctx, func(tx *Store) error {
 		current, err := tx.q.RunGet(ctx, run.ID)
 		if err != nil {
 			return mapError(err)
@@ -365,4 +365,17 @@ func (s *Store) NextDue(ctx context.Context) (*time.Time, error) {
 func (s *Store) HasOlderPending(ctx context.Context, environmentID, id int64) (bool, error) {
 	ok, err := s.q.RunHasOlderPending(ctx, sqlcdb.RunHasOlderPendingParams{EnvironmentID: environmentID, ID: id})
 	return ok, mapError(err)
+}
+
+// NextClaimable returns when the next run that no live engine holds
+// becomes due, or nil; engines sleep until then instead of a full poll.
+func (s *Store) NextClaimable(ctx context.Context, now time.Time) (*time.Time, error) {
+	t, err := s.q.RunNextClaimable(ctx, &now)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, mapError(err)
+	}
+	return t, nil
 }

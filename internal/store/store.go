@@ -126,6 +126,16 @@ func (s *Store) WithTx(ctx context.Context, fn func(tx *Store) error) error {
 	return nil
 }
 
+// inTx runs fn in the caller's transaction when there is one (a failure
+// then fails that whole transaction, as its caller expects) and in a new
+// one otherwise, saving a savepoint round trip per write.
+func (s *Store) inTx(ctx context.Context, fn func(tx *Store) error) error {
+	if s.changed != nil {
+		return fn(s)
+	}
+	return s.WithTx(ctx, fn)
+}
+
 // runChanged records that a run changed: immediately when not inside a
 // transaction, otherwise after the transaction commits.
 func (s *Store) runChanged(ids ...int64) {

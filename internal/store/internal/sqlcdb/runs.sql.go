@@ -363,6 +363,22 @@ func (q *Queries) RunList(ctx context.Context, arg RunListParams) ([]Run, error)
 	return items, nil
 }
 
+const runNextClaimable = `-- name: RunNextClaimable :one
+SELECT next_eval_at FROM runs
+WHERE next_eval_at IS NOT NULL
+  AND (lease_expires_at IS NULL OR lease_expires_at < $1)
+ORDER BY next_eval_at
+LIMIT 1
+`
+
+// When the next run becomes claimable: due and not leased by a live engine.
+func (q *Queries) RunNextClaimable(ctx context.Context, now *time.Time) (*time.Time, error) {
+	row := q.db.QueryRow(ctx, runNextClaimable, now)
+	var next_eval_at *time.Time
+	err := row.Scan(&next_eval_at)
+	return next_eval_at, err
+}
+
 const runNextDue = `-- name: RunNextDue :one
 SELECT next_eval_at FROM runs WHERE next_eval_at IS NOT NULL ORDER BY next_eval_at LIMIT 1
 `
