@@ -59,22 +59,22 @@ const (
 
 // MetricResult is one metric's comparison with every number behind it.
 type MetricResult struct {
-	Metric     string  `json:"metric"`
-	Candidate  float64 `json:"candidate"`
-	Baseline   float64 `json:"baseline"`
-	Delta      float64 `json:"delta"`
+	Metric    string  `json:"metric"`
+	Candidate float64 `json:"candidate"`
+	Baseline  float64 `json:"baseline"`
+	Delta     float64 `json:"delta"`
 	// RecentDelta is the difference over the last trend windows, for the
 	// error rate: a regression that began mid-phase shows here first.
 	RecentDelta *float64 `json:"recent_delta,omitempty"`
-	Threshold  float64 `json:"threshold"`
-	Unit       string  `json:"unit"`
-	CandidateN int64   `json:"candidate_n"`
-	BaselineN  int64   `json:"baseline_n"`
-	Test       string  `json:"test"`
-	PValue     float64 `json:"p_value"`
-	Confidence float64 `json:"confidence"`
-	Outcome    string  `json:"outcome"`
-	Detail     string  `json:"detail,omitempty"`
+	Threshold   float64  `json:"threshold"`
+	Unit        string   `json:"unit"`
+	CandidateN  int64    `json:"candidate_n"`
+	BaselineN   int64    `json:"baseline_n"`
+	Test        string   `json:"test"`
+	PValue      float64  `json:"p_value"`
+	Confidence  float64  `json:"confidence"`
+	Outcome     string   `json:"outcome"`
+	Detail      string   `json:"detail,omitempty"`
 }
 
 // Path records which way the decision tree went, for the run page to light.
