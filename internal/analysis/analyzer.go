@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/flightdeckhq/flightdeck/internal/engine"
+	"github.com/flightdeckhq/flightdeck/internal/engine/plan"
 	"github.com/flightdeckhq/flightdeck/internal/store"
 )
 
@@ -39,6 +40,7 @@ func (a *Analyzer) Analyze(ctx context.Context, req engine.AnalysisRequest) (eng
 		Now: req.Now, PhaseStartedAt: req.PhaseStartedAt,
 		CandidateVersion: req.Run.ToVersion, ExposedShare: req.Phase.ExposedShare, Thresholds: th,
 	}
+	obs.Shadow = req.Phase.Kind == plan.KindMirror
 	if req.Phase.Baseline != "" && req.Run.FromVersion != "" {
 		obs.BaselineVersion = req.Run.FromVersion
 	}

@@ -40,6 +40,8 @@ type Observations struct {
 	Thresholds   Thresholds
 	// Experiment, for an A/B split, asks for the conversion comparison.
 	Experiment *Experiment
+	// Shadow, for a mirrored phase, asks for the shadow report.
+	Shadow bool
 }
 
 // Experiment is the A/B stopping rule of a split phase.
@@ -111,6 +113,7 @@ type Decision struct {
 	Errors           []string       `json:"errors,omitempty"`
 	Thresholds       Thresholds     `json:"thresholds"`
 	Experiment       *ABReport      `json:"experiment,omitempty"`
+	Shadow           *ShadowReport  `json:"shadow,omitempty"`
 	// EndPhase says the phase has its answer early (an A/B test reached
 	// significance after its minimum duration).
 	EndPhase bool `json:"end_phase"`
@@ -173,7 +176,9 @@ func Decide(o Observations) Decision {
 	var results []MetricResult
 	results = append(results, errorRate(o, warmEnd, alpha, t, t.ErrorRatePP/100))
 	if o.BaselineVersion != "" {
-		results = append(results, latency(o, warmEnd, alpha, t))
+		for _, q := range []string{"p99", "p95", "p50"} {
+			results = append(results, latency(o, q, warmEnd, alpha, t))
+		}
 		results = append(results, utilisation(o, MetricCPU, warmEnd, alpha, t.CPUIncrease))
 		results = append(results, utilisation(o, MetricMemory, warmEnd, alpha, t.MemoryIncrease))
 	}
@@ -187,6 +192,9 @@ func Decide(o Observations) Decision {
 	d.Metrics = slices.DeleteFunc(results, func(m MetricResult) bool { return m.Metric == "" })
 	if o.Experiment != nil {
 		d.Experiment, d.EndPhase = abReport(o, *o.Experiment, warmEnd)
+	}
+	if o.Shadow {
+		d.Shadow = shadowReport(o, warmEnd, t)
 	}
 
 	var degraded []MetricResult
@@ -376,13 +384,6 @@ func windowValues(ws []Window, from, to time.Time, pick func(Window) (float64, b
 	return out
 }
 
-func p99(w Window) (float64, bool) {
-	if w.P99 == nil || w.Count == 0 {
-		return 0, false
-	}
-	return *w.P99, true
-}
-
 func mean(w Window) (float64, bool) {
 	if w.Count == 0 {
 		return 0, false
@@ -402,14 +403,29 @@ func median(v []float64) float64 {
 // minWindows is the fewest windows per side a distribution test rests on.
 const minWindows = 3
 
-func latency(o Observations, from time.Time, alpha float64, t Thresholds) MetricResult {
-	c := windowValues(o.Candidate.Windows[MetricLatency], from, o.Now, p99)
-	b := windowValues(o.Baseline.Windows[MetricLatency], from, o.Now, p99)
+// quantileOf picks one latency quantile of a window.
+func quantileOf(name string) func(Window) (float64, bool) {
+	return func(w Window) (float64, bool) {
+		q := map[string]*float64{"p50": w.P50, "p95": w.P95, "p99": w.P99}[name]
+		if q == nil || w.Count == 0 {
+			return 0, false
+		}
+		return *q, true
+	}
+}
+
+// latency compares one latency quantile (p50, p95 or p99) of the candidate
+// with the baseline's: degraded when it exceeds the ratio threshold and the
+// windows' values are significantly higher.
+func latency(o Observations, quantile string, from time.Time, alpha float64, t Thresholds) MetricResult {
+	pick := quantileOf(quantile)
+	c := windowValues(o.Candidate.Windows[MetricLatency], from, o.Now, pick)
+	b := windowValues(o.Baseline.Windows[MetricLatency], from, o.Now, pick)
 	if len(c) == 0 && len(b) == 0 {
 		return MetricResult{}
 	}
-	m := MetricResult{Metric: "latency_p99", Unit: "ms", CandidateN: int64(len(c)), BaselineN: int64(len(b)),
-		Test: "Mann-Whitney U over window p99s", Confidence: t.Confidence, Outcome: OutcomeOK}
+	m := MetricResult{Metric: "latency_" + quantile, Unit: "ms", CandidateN: int64(len(c)), BaselineN: int64(len(b)),
+		Test: "Mann-Whitney U over window " + quantile + "s", Confidence: t.Confidence, Outcome: OutcomeOK}
 	if len(c) < minWindows || len(b) < minWindows {
 		m.Outcome = OutcomeInsufficient
 		m.Detail = fmt.Sprintf("needs %d windows on each side", minWindows)
@@ -545,8 +561,8 @@ func describe(m MetricResult, o Observations) string {
 		return fmt.Sprintf("%s error rate %s vs %s on %s (%+.1f pp > %.1f pp, %s confidence, %s requests)",
 			o.CandidateVersion, pct(m.Candidate), pct(m.Baseline), o.BaselineVersion, 100*m.Delta,
 			100*(m.Threshold-m.Baseline), pct(m.Confidence), count(m.CandidateN))
-	case "latency_p99":
-		return fmt.Sprintf("%s p99 latency %.0f ms vs %.0f ms (%.1f× > %.1f×)", o.CandidateVersion, m.Candidate, m.Baseline,
+	case "latency_p99", "latency_p95", "latency_p50":
+		return fmt.Sprintf("%s "+strings.TrimPrefix(m.Metric, "latency_")+" latency %.0f ms vs %.0f ms (%.1f× > %.1f×)", o.CandidateVersion, m.Candidate, m.Baseline,
 			m.Candidate/math.Max(m.Baseline, 1e-9), m.Threshold/math.Max(m.Baseline, 1e-9))
 	case MetricHealthChecks:
 		return fmt.Sprintf("%.0f failed health checks (more than %.0f)", m.Candidate, m.Threshold)
@@ -595,3 +611,50 @@ func count(n int64) string {
 }
 
 var englishPrinter = message.NewPrinter(language.English)
+
+// ShadowReport compares the shadow with the primary on mirrored traffic:
+// how much slower (or faster) it answers and how often its answer differs.
+type ShadowReport struct {
+	// LatencyDiff is the shadow's mean latency minus the primary's, in ms,
+	// with a Welch interval over the windows' means.
+	LatencyDiff     float64 `json:"latency_diff_ms"`
+	LatencyDiffLow  float64 `json:"latency_diff_low_ms"`
+	LatencyDiffHigh float64 `json:"latency_diff_high_ms"`
+	// Compared and Differed count the responses compared and those that
+	// differed; the share has a Wilson interval.
+	Compared       int64   `json:"compared"`
+	Differed       int64   `json:"differed"`
+	DifferentShare float64 `json:"different_share"`
+	DifferentLow   float64 `json:"different_low"`
+	DifferentHigh  float64 `json:"different_high"`
+}
+
+func shadowReport(o Observations, from time.Time, t Thresholds) *ShadowReport {
+	r := &ShadowReport{}
+	c := windowValues(o.Candidate.Windows[MetricLatency], from, o.Now, mean)
+	b := windowValues(o.Baseline.Windows[MetricLatency], from, o.Now, mean)
+	if len(c) >= 2 && len(b) >= 2 {
+		mc, vc := meanVar(c)
+		mb, vb := meanVar(b)
+		r.LatencyDiff, r.LatencyDiffLow, r.LatencyDiffHigh = stats.WelchInterval(mb, vb, int64(len(b)), mc, vc, int64(len(c)), t.Confidence)
+	}
+	r.Compared, _ = since(o.Candidate.Windows[MetricResponseDiff], from, o.Now)
+	_, differed := since(o.Candidate.Windows[MetricResponseDiff], from, o.Now)
+	r.Differed = int64(differed)
+	if r.Compared > 0 {
+		r.DifferentShare = differed / float64(r.Compared)
+		r.DifferentLow, r.DifferentHigh = stats.Wilson(r.Differed, r.Compared, t.Confidence)
+	}
+	return r
+}
+
+func meanVar(v []float64) (mean, variance float64) {
+	for _, x := range v {
+		mean += x
+	}
+	mean /= float64(len(v))
+	for _, x := range v {
+		variance += (x - mean) * (x - mean)
+	}
+	return mean, variance / float64(len(v)-1)
+}

@@ -194,3 +194,28 @@ func TestARegressionMidPhaseIsJudgedOnRecentEvidence(t *testing.T) {
 	require.Contains(t, d.Metrics[0].Detail, "evidence since")
 	require.Greater(t, d.Metrics[0].Candidate, 0.04, "the rate reported is the one since the change")
 }
+
+func TestShadowReport(t *testing.T) {
+	t.Parallel()
+	o := observe(20*time.Minute, 0, series{requests: 600, rates: repeat(0.01, 40), p99: repeat(260, 40)}, series{requests: 600, rates: repeat(0.01, 40), p99: repeat(200, 40)})
+	o.Shadow = true
+	o.Candidate.Windows[MetricResponseDiff] = []Window{{Start: start.Add(6 * time.Minute), Count: 1000, Sum: 25}}
+	d := Decide(o)
+	require.NotNil(t, d.Shadow)
+	require.Equal(t, int64(1000), d.Shadow.Compared)
+	require.InDelta(t, 0.025, d.Shadow.DifferentShare, 1e-12)
+	require.Less(t, d.Shadow.DifferentLow, 0.025)
+	require.Greater(t, d.Shadow.DifferentHigh, 0.025)
+	require.InDelta(t, 30, d.Shadow.LatencyDiff, 1e-9, "latency windows' means are p99/2 in this series")
+}
+
+func TestLatencyQuantilesAreAllCompared(t *testing.T) {
+	t.Parallel()
+	d := Decide(observe(10*time.Minute, 0.5, series{requests: 600, rates: repeat(0.01, 20), p99: repeat(200, 20)}, series{requests: 600, rates: repeat(0.01, 20), p99: repeat(200, 20)}))
+	var names []string
+	for _, m := range d.Metrics {
+		names = append(names, m.Metric)
+	}
+	require.Contains(t, names, "latency_p99")
+	require.Equal(t, engine.VerdictContinue, d.Verdict)
+}
