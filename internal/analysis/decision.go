@@ -419,13 +419,31 @@ func quantileOf(name string) func(Window) (float64, bool) {
 // windows' values are significantly higher.
 func latency(o Observations, quantile string, from time.Time, alpha float64, t Thresholds) MetricResult {
 	pick := quantileOf(quantile)
-	c := windowValues(o.Candidate.Windows[MetricLatency], from, o.Now, pick)
-	b := windowValues(o.Baseline.Windows[MetricLatency], from, o.Now, pick)
+	return compareWindows(
+		windowValues(o.Candidate.Windows[MetricLatency], from, o.Now, pick),
+		windowValues(o.Baseline.Windows[MetricLatency], from, o.Now, pick),
+		MetricResult{Metric: "latency_" + quantile, Unit: "ms", Test: "Mann-Whitney U over window " + quantile + "s", Confidence: t.Confidence},
+		alpha, func(base float64) float64 { return base * t.LatencyRatio })
+}
+
+// utilisation compares mean CPU or memory use: degraded when the candidate
+// uses more than the allowed increase and significantly more.
+func utilisation(o Observations, metric string, from time.Time, alpha, increase float64) MetricResult {
+	return compareWindows(
+		windowValues(o.Candidate.Windows[metric], from, o.Now, mean),
+		windowValues(o.Baseline.Windows[metric], from, o.Now, mean),
+		MetricResult{Metric: metric, Unit: "ratio", Test: "Mann-Whitney U over window means", Confidence: 1 - alpha},
+		alpha, func(base float64) float64 { return base + increase })
+}
+
+// compareWindows judges per-window values of the candidate against the
+// baseline's: the medians against the threshold derived from the baseline,
+// and a one-sided Mann-Whitney U test for statistical support.
+func compareWindows(c, b []float64, m MetricResult, alpha float64, threshold func(float64) float64) MetricResult {
 	if len(c) == 0 && len(b) == 0 {
 		return MetricResult{}
 	}
-	m := MetricResult{Metric: "latency_" + quantile, Unit: "ms", CandidateN: int64(len(c)), BaselineN: int64(len(b)),
-		Test: "Mann-Whitney U over window " + quantile + "s", Confidence: t.Confidence, Outcome: OutcomeOK}
+	m.CandidateN, m.BaselineN, m.Outcome = int64(len(c)), int64(len(b)), OutcomeOK
 	if len(c) < minWindows || len(b) < minWindows {
 		m.Outcome = OutcomeInsufficient
 		m.Detail = fmt.Sprintf("needs %d windows on each side", minWindows)
@@ -433,7 +451,7 @@ func latency(o Observations, quantile string, from time.Time, alpha float64, t T
 	}
 	m.Candidate, m.Baseline = median(c), median(b)
 	m.Delta = m.Candidate - m.Baseline
-	m.Threshold = m.Baseline * t.LatencyRatio
+	m.Threshold = threshold(m.Baseline)
 	r, err := stats.MannWhitneyU(c, b, "greater")
 	if err != nil {
 		m.Outcome = OutcomeInsufficient
@@ -443,32 +461,6 @@ func latency(o Observations, quantile string, from time.Time, alpha float64, t T
 	m.PValue = r.PValue
 	if m.Candidate > m.Threshold && r.PValue <= alpha {
 		m.Outcome = OutcomeDegraded
-	}
-	return m
-}
-
-func utilisation(o Observations, metric string, from time.Time, alpha, increase float64) MetricResult {
-	c := windowValues(o.Candidate.Windows[metric], from, o.Now, mean)
-	b := windowValues(o.Baseline.Windows[metric], from, o.Now, mean)
-	if len(c) == 0 && len(b) == 0 {
-		return MetricResult{}
-	}
-	m := MetricResult{Metric: metric, Unit: "ratio", CandidateN: int64(len(c)), BaselineN: int64(len(b)),
-		Test: "Mann-Whitney U over window means", Confidence: 1 - alpha, Outcome: OutcomeOK}
-	if len(c) < minWindows || len(b) < minWindows {
-		m.Outcome = OutcomeInsufficient
-		m.Detail = fmt.Sprintf("needs %d windows on each side", minWindows)
-		return m
-	}
-	m.Candidate, m.Baseline = median(c), median(b)
-	m.Delta = m.Candidate - m.Baseline
-	m.Threshold = m.Baseline + increase
-	r, err := stats.MannWhitneyU(c, b, "greater")
-	if err == nil {
-		m.PValue = r.PValue
-		if m.Candidate > m.Threshold && r.PValue <= alpha {
-			m.Outcome = OutcomeDegraded
-		}
 	}
 	return m
 }

@@ -28,7 +28,7 @@ func (s *Store) InsertApproval(ctx context.Context, a Approval) (Approval, error
 	if err != nil {
 		return Approval{}, mapError(err)
 	}
-	return Approval{ID: row.ID, RunID: row.RunID, PhaseIndex: int(row.PhaseIndex), Outcome: row.Outcome, Actor: row.Actor, Comment: row.Comment, At: row.At}, nil
+	return approvalFromRow(row), nil
 }
 
 // ListApprovals returns a run's approvals in order.
@@ -37,9 +37,9 @@ func (s *Store) ListApprovals(ctx context.Context, runID int64) ([]Approval, err
 	if err != nil {
 		return nil, mapError(err)
 	}
-	out := make([]Approval, len(rows))
-	for i, r := range rows {
-		out[i] = Approval{ID: r.ID, RunID: r.RunID, PhaseIndex: int(r.PhaseIndex), Outcome: r.Outcome, Actor: r.Actor, Comment: r.Comment, At: r.At}
-	}
-	return out, nil
+	return mapRows(rows, approvalFromRow), nil
+}
+
+func approvalFromRow(r sqlcdb.Approval) Approval {
+	return Approval{ID: r.ID, RunID: r.RunID, PhaseIndex: int(r.PhaseIndex), Outcome: r.Outcome, Actor: r.Actor, Comment: r.Comment, At: r.At}
 }

@@ -68,11 +68,7 @@ func (s *Store) ListApps(ctx context.Context, afterSlug string, limit int) ([]Ap
 	if err != nil {
 		return nil, mapError(err)
 	}
-	apps := make([]App, len(rows))
-	for i, r := range rows {
-		apps[i] = appFromRow(r)
-	}
-	return apps, nil
+	return mapRows(rows, appFromRow), nil
 }
 
 // UpdateApp changes an app's name and description.

@@ -38,11 +38,7 @@ func (s *Store) ListDecisions(ctx context.Context, runID, afterID int64, limit i
 	if err != nil {
 		return nil, mapError(err)
 	}
-	out := make([]Decision, len(rows))
-	for i, r := range rows {
-		out[i] = decisionFromRow(r)
-	}
-	return out, nil
+	return mapRows(rows, decisionFromRow), nil
 }
 
 func decisionFromRow(r sqlcdb.Decision) Decision {

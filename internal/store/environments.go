@@ -110,11 +110,7 @@ func (s *Store) ListEnvironments(ctx context.Context, appID int64) ([]Environmen
 	if err != nil {
 		return nil, mapError(err)
 	}
-	envs := make([]Environment, len(rows))
-	for i, r := range rows {
-		envs[i] = environmentFromRow(r)
-	}
-	return envs, nil
+	return mapRows(rows, environmentFromRow), nil
 }
 
 // UpdateEnvironment writes every editable field of e, provided e.Version is

@@ -56,9 +56,5 @@ func (s *Store) ListRunEvents(ctx context.Context, runID, afterID int64, limit i
 	if err != nil {
 		return nil, mapError(err)
 	}
-	evs := make([]RunEvent, len(rows))
-	for i, r := range rows {
-		evs[i] = runEventFromRow(r)
-	}
-	return evs, nil
+	return mapRows(rows, runEventFromRow), nil
 }

@@ -223,11 +223,7 @@ func (s *Store) ListRuns(ctx context.Context, f RunFilter) ([]Run, error) {
 	if err != nil {
 		return nil, mapError(err)
 	}
-	runs := make([]Run, len(rows))
-	for i, r := range rows {
-		runs[i] = runFromRow(r)
-	}
-	return runs, nil
+	return mapRows(rows, runFromRow), nil
 }
 
 // UpdateRun writes the mutable fields of run (state, phase, generation,
@@ -326,11 +322,7 @@ func (s *Store) ClaimDueRuns(ctx context.Context, owner string, now, leaseUntil 
 	if err != nil {
 		return nil, mapError(err)
 	}
-	runs := make([]Run, len(rows))
-	for i, r := range rows {
-		runs[i] = runFromRow(r)
-	}
-	return runs, nil
+	return mapRows(rows, runFromRow), nil
 }
 
 // ReleaseLease gives up a lease the owner still holds, so another engine

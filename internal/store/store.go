@@ -196,3 +196,12 @@ func (s *Store) Ping(ctx context.Context) error {
 	}
 	return nil
 }
+
+// mapRows turns sqlc rows into domain values.
+func mapRows[R, T any](rows []R, f func(R) T) []T {
+	out := make([]T, len(rows))
+	for i, r := range rows {
+		out[i] = f(r)
+	}
+	return out
+}
