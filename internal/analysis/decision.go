@@ -155,7 +155,9 @@ func Decide(o Observations) Decision {
 		return finish(d, engine.VerdictInconclusive, "Inconclusive: the metric source failed ("+strings.Join(o.SourceErrors, "; ")+"); nothing is promoted on missing evidence.")
 	}
 
-	if o.Now.Before(warmEnd) {
+	// Until the first window after the warm-up has passed there is nothing
+	// to judge yet, which is not the same as missing data.
+	if o.Now.Before(warmEnd.Add(time.Duration(t.Window))) {
 		d.Path.WarmingUp = true
 		d.WindowTo = o.Now
 		er := errorRate(o, o.PhaseStartedAt, alpha, t, 0)
@@ -168,8 +170,11 @@ func Decide(o Observations) Decision {
 				"Rolled back during warm-up: %s error rate %s vs %s on %s (%.0f× the baseline, %s requests) is overwhelming evidence.",
 				o.CandidateVersion, pct(er.Candidate), pct(er.Baseline), o.BaselineVersion, ratio, count(er.CandidateN)))
 		}
-		return finish(d, engine.VerdictWarmingUp, fmt.Sprintf("Warming up: judging starts %s after the traffic change (%s left).",
-			time.Duration(t.Warmup), warmEnd.Sub(o.Now).Round(time.Second)))
+		if o.Now.Before(warmEnd) {
+			return finish(d, engine.VerdictWarmingUp, fmt.Sprintf("Warming up: judging starts %s after the traffic change (%s left).",
+				time.Duration(t.Warmup), warmEnd.Sub(o.Now).Round(time.Second)))
+		}
+		return finish(d, engine.VerdictWarmingUp, fmt.Sprintf("Warming up: collecting the first %s window after the warm-up.", time.Duration(t.Window)))
 	}
 	d.WindowFrom = warmEnd
 

@@ -219,3 +219,12 @@ func TestLatencyQuantilesAreAllCompared(t *testing.T) {
 	require.Contains(t, names, "latency_p99")
 	require.Equal(t, engine.VerdictContinue, d.Verdict)
 }
+
+func TestTheFirstWindowAfterWarmUpIsAwaited(t *testing.T) {
+	t.Parallel()
+	healthy := series{requests: 600, rates: repeat(0.01, 20)}
+	d := Decide(observe(5*time.Minute, 0.25, healthy, healthy))
+	require.Equal(t, engine.VerdictWarmingUp, d.Verdict, "nothing has been measured since the warm-up ended")
+	require.Contains(t, d.Explanation, "collecting the first 30s window")
+	require.Equal(t, engine.VerdictContinue, Decide(observe(5*time.Minute+30*time.Second, 0.25, healthy, healthy)).Verdict)
+}
