@@ -22,10 +22,20 @@ run: build ## Start Flightdeck on the embedded database and print its URL
 test: check-generated ## Run every test against real PostgreSQL (race detector on)
 	$(GO) test -race -count=1 -timeout 10m $(PKGS)
 
+# The OpenAPI document and the packages generated from it: the server's
+# types and routes, and the client CI uses.
+OPENAPI     := internal/api/openapi.yaml
+OPENAPI_GEN := internal/api/apigen/apigen.gen.go:internal/api/apigen/cfg.yaml \
+               internal/apiclient/apiclient.gen.go:internal/apiclient/cfg.yaml
+
 .PHONY: generate
-generate: ## Regenerate sqlc and templ code
+generate: ## Regenerate sqlc, templ and OpenAPI code
 	$(GO) tool sqlc generate
 	$(GO) tool templ generate -path web/templates
+	@for pair in $(OPENAPI_GEN); do \
+		echo "$(GO) tool oapi-codegen -config $${pair#*:} -o $${pair%%:*} $(OPENAPI)"; \
+		$(GO) tool oapi-codegen -config "$${pair#*:}" -o "$${pair%%:*}" $(OPENAPI) || exit 1; \
+	done
 
 .PHONY: check-generated
 check-generated: ## Fail when regenerating would change a committed file
@@ -35,6 +45,13 @@ check-generated: ## Fail when regenerating would change a committed file
 	$(GO) tool templ generate -path "$$tmp/templates" >/dev/null 2>&1 && \
 	diff -r web/templates "$$tmp/templates" >/dev/null || \
 	{ echo "templ output is stale: run 'make generate' and commit" >&2; exit 1; }
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	for pair in $(OPENAPI_GEN); do \
+		out=$${pair%%:*}; \
+		$(GO) tool oapi-codegen -config "$${pair#*:}" -o "$$tmp/$$(basename $$out)" $(OPENAPI) && \
+		diff "$$out" "$$tmp/$$(basename $$out)" >/dev/null || \
+		{ echo "OpenAPI output $$out is stale: run 'make generate' and commit" >&2; exit 1; }; \
+	done
 
 .PHONY: lint
 lint: ## gofmt, go vet and a tidy go.mod

@@ -11,6 +11,8 @@ import (
 	"regexp"
 	"strings"
 	"time"
+
+	"github.com/flightdeckhq/flightdeck/internal/auth"
 )
 
 // Config is everything the server reads at start, from flags and
@@ -26,6 +28,10 @@ type Config struct {
 	LogLevel string
 	// ShutdownTimeout bounds each step of an orderly shutdown.
 	ShutdownTimeout time.Duration
+	// AdminToken, when set, is made a working admin API token at start, so
+	// that a fresh installation can be driven by scripts from the first
+	// minute.
+	AdminToken string
 }
 
 // LogValue prints the configuration with secrets masked.
@@ -40,7 +46,17 @@ func (c Config) LogValue() slog.Value {
 		slog.String("data_dir", c.DataDir),
 		slog.String("log_level", c.LogLevel),
 		slog.Duration("shutdown_timeout", c.ShutdownTimeout),
+		slog.String("admin_token", maskToken(c.AdminToken)),
 	)
+}
+
+// maskToken shows only the part of a token that token lists show too,
+// enough to tell which one is configured.
+func maskToken(s string) string {
+	if s == "" {
+		return ""
+	}
+	return auth.Prefix(s) + "…"
 }
 
 var keywordPassword = regexp.MustCompile(`(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)`)
@@ -81,6 +97,12 @@ func envOr(getenv func(string) string, name, fallback string) (string, error) {
 // parseConfig reads the configuration of a subcommand from its flags and
 // the environment.
 func parseConfig(name string, args []string, getenv func(string) string, output io.Writer) (Config, error) {
+	return parseConfigWith(name, args, getenv, output, nil)
+}
+
+// parseConfigWith is parseConfig for a subcommand with flags of its own,
+// which extra registers on the flag set.
+func parseConfigWith(name string, args []string, getenv func(string) string, output io.Writer, extra func(*flag.FlagSet)) (Config, error) {
 	var c Config
 	var errs []error
 	get := func(env, fallback string) string {
@@ -94,11 +116,15 @@ func parseConfig(name string, args []string, getenv func(string) string, output 
 	fs.StringVar(&c.DatabaseURL, "database-url", get("DATABASE_URL", ""), "Postgres connection string; empty starts the embedded database (DATABASE_URL, DATABASE_URL_FILE)")
 	fs.StringVar(&c.DataDir, "data-dir", get("FLIGHTDECK_DATA_DIR", "./.flightdeck"), "directory of the embedded database (FLIGHTDECK_DATA_DIR)")
 	fs.StringVar(&c.LogLevel, "log-level", get("FLIGHTDECK_LOG_LEVEL", "info"), "debug, info, warn or error (FLIGHTDECK_LOG_LEVEL)")
+	fs.StringVar(&c.AdminToken, "admin-token", get("FLIGHTDECK_ADMIN_TOKEN", ""), "API token made an admin token at start; prefer the environment, which other users cannot read (FLIGHTDECK_ADMIN_TOKEN, FLIGHTDECK_ADMIN_TOKEN_FILE)")
 	timeout := get("FLIGHTDECK_SHUTDOWN_TIMEOUT", "15s")
 	fs.Func("shutdown-timeout", "time allowed for each shutdown step (FLIGHTDECK_SHUTDOWN_TIMEOUT, default 15s)", func(s string) error {
 		timeout = s
 		return nil
 	})
+	if extra != nil {
+		extra(fs)
+	}
 	if err := errors.Join(errs...); err != nil {
 		return Config{}, err
 	}
@@ -121,6 +147,10 @@ func parseConfig(name string, args []string, getenv func(string) string, output 
 	}
 	if c.DatabaseURL == "" && c.DataDir == "" {
 		return Config{}, errors.New("set DATABASE_URL, or a data directory for the embedded database")
+	}
+	// The value is a secret, so the error describes it without repeating it.
+	if c.AdminToken != "" && auth.CheckFormat(c.AdminToken) != nil {
+		return Config{}, fmt.Errorf("FLIGHTDECK_ADMIN_TOKEN is not a Flightdeck API token: %s, such as fdk_$(openssl rand -hex 32)", auth.ErrTokenFormat)
 	}
 	return c, nil
 }

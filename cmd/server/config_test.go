@@ -1,9 +1,12 @@
 package main
 
 import (
+	"bytes"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -64,6 +67,48 @@ func TestConfigRejectsBadValues(t *testing.T) {
 			require.ErrorContains(t, err, tc.want)
 		})
 	}
+}
+
+func TestConfigReadsTheAdminToken(t *testing.T) {
+	t.Parallel()
+	token := "fdk_" + strings.Repeat("0123456789abcdef", 4)
+	c, err := parseConfig("serve", nil, env(map[string]string{"FLIGHTDECK_ADMIN_TOKEN": token}), io.Discard)
+	require.NoError(t, err)
+	require.Equal(t, token, c.AdminToken)
+
+	path := filepath.Join(t.TempDir(), "admin-token")
+	require.NoError(t, os.WriteFile(path, []byte(token+"\n"), 0o600))
+	c, err = parseConfig("serve", nil, env(map[string]string{"FLIGHTDECK_ADMIN_TOKEN_FILE": path}), io.Discard)
+	require.NoError(t, err)
+	require.Equal(t, token, c.AdminToken, "the file's trailing newline is not part of the token")
+
+	other := "fdk_" + strings.Repeat("a", 40)
+	c, err = parseConfig("serve", []string{"--admin-token", other}, env(map[string]string{"FLIGHTDECK_ADMIN_TOKEN": token}), io.Discard)
+	require.NoError(t, err)
+	require.Equal(t, other, c.AdminToken, "the flag wins")
+}
+
+func TestConfigRefusesAMalformedAdminToken(t *testing.T) {
+	t.Parallel()
+	for _, bad := range []string{"s3cret-admin-password", "fdk_tooShort1234", "fdk_" + strings.Repeat("x", 39) + "!"} {
+		_, err := parseConfig("serve", nil, env(map[string]string{"FLIGHTDECK_ADMIN_TOKEN": bad}), io.Discard)
+		require.EqualError(t, err, "FLIGHTDECK_ADMIN_TOKEN is not a Flightdeck API token: an API token is fdk_ followed by 40 to 200 letters and digits, such as fdk_$(openssl rand -hex 32)")
+		require.NotContains(t, err.Error(), bad)
+	}
+}
+
+func TestAdminTokenIsMaskedInTheLog(t *testing.T) {
+	t.Parallel()
+	token := "fdk_AbCdEfGh" + strings.Repeat("s3cret", 7)
+	var out bytes.Buffer
+	logger := slog.New(slog.NewJSONHandler(&out, nil))
+	logger.Info("starting flightdeck", slog.Any("config", Config{AdminToken: token}))
+	require.Contains(t, out.String(), `"admin_token":"fdk_AbCdEfGh…"`)
+	require.NotContains(t, out.String(), "s3cret")
+
+	out.Reset()
+	logger.Info("starting flightdeck", slog.Any("config", Config{}))
+	require.Contains(t, out.String(), `"admin_token":""`)
 }
 
 func TestDatabasePasswordIsMasked(t *testing.T) {

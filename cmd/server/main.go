@@ -5,7 +5,13 @@
 //
 //	server [serve] [flags]   run Flightdeck (default)
 //	server migrate [flags]   apply database migrations and exit
+//	server token create --name NAME --scopes SCOPES [--expires 720h] [flags]
+//	                         create an API token and print it
 //	server version           print the version
+//
+// When FLIGHTDECK_ADMIN_TOKEN (or FLIGHTDECK_ADMIN_TOKEN_FILE) is set, serve
+// makes it a working admin API token named bootstrap-admin, replacing the
+// one made from an earlier value.
 package main
 
 import (
@@ -22,6 +28,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -34,6 +41,7 @@ import (
 	"github.com/flightdeckhq/flightdeck/internal/analysis/promql"
 	"github.com/flightdeckhq/flightdeck/internal/analysis/push"
 	"github.com/flightdeckhq/flightdeck/internal/api"
+	"github.com/flightdeckhq/flightdeck/internal/auth"
 	"github.com/flightdeckhq/flightdeck/internal/engine"
 	"github.com/flightdeckhq/flightdeck/internal/engine/driver"
 	"github.com/flightdeckhq/flightdeck/internal/engine/driver/simulator"
@@ -62,8 +70,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		fmt.Fprintln(stdout, "flightdeck", version())
 		return nil
 	case "serve", "migrate":
+	case "token":
+		return runToken(ctx, args, stdout, stderr, getenv)
 	default:
-		return fmt.Errorf("unknown command %q: want serve, migrate or version", cmd)
+		return fmt.Errorf("unknown command %q: want serve, migrate, token or version", cmd)
 	}
 
 	cfg, err := parseConfig(cmd, args, getenv, stderr)
@@ -89,6 +99,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	if cmd == "migrate" {
 		logger.InfoContext(ctx, "database is up to date")
 		return nil
+	}
+	if cfg.AdminToken != "" {
+		if err := ensureBootstrapToken(ctx, store.New(db.pool, store.Options{}), cfg.AdminToken, logger); err != nil {
+			return err
+		}
 	}
 	return serve(ctx, cfg, db.pool, logger)
 }
@@ -131,7 +146,7 @@ func serve(ctx context.Context, cfg Config, pool *pgxpool.Pool, logger *slog.Log
 	// before the notifier and the pool.
 	defer eng.Stop()
 
-	handler := api.New(api.Config{Logger: logger, Readiness: st, Catalog: st, Ingest: push.NewIngester(st, nil), Gatherer: reg, Registerer: reg})
+	handler := api.New(api.Config{Logger: logger, Readiness: st, Catalog: st, Resources: st, Tokens: st, Ingest: push.NewIngester(st, nil), Gatherer: reg, Registerer: reg})
 
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
@@ -165,13 +180,16 @@ type database struct {
 	pool    *pgxpool.Pool
 	cluster *pgcluster.Cluster
 	logger  *slog.Logger
+	// keepCluster leaves the embedded PostgreSQL running at close, because
+	// it was running before this process, serving another one.
+	keepCluster bool
 }
 
 func (d *database) close(timeout time.Duration) {
 	if d.pool != nil {
 		d.pool.Close()
 	}
-	if d.cluster != nil {
+	if d.cluster != nil && !d.keepCluster {
 		ctx, cancel := context.WithTimeout(context.Background(), timeout)
 		defer cancel()
 		if err := d.cluster.Stop(ctx); err != nil {
@@ -308,4 +326,269 @@ func metricSources(st *store.Store, fleet *simulator.Fleet) analysis.SourceFor {
 		}
 		return nil, fmt.Errorf("metric source %q of environment %s is not available", cfg.Type, env.Name)
 	}
+}
+
+// adminUsername is the user that owns the tokens made at start and on the
+// command line: whoever controls the server's configuration or its
+// database administers it.
+const adminUsername = "admin"
+
+// bootstrapTokenName names the admin token made from FLIGHTDECK_ADMIN_TOKEN.
+const bootstrapTokenName = "bootstrap-admin"
+
+// unusableTokenError says why FLIGHTDECK_ADMIN_TOKEN cannot become the
+// bootstrap token. The server then starts without it: the other tokens
+// still work, and refusing to start would turn a revoked token into an
+// outage.
+type unusableTokenError struct{ reason string }
+
+func (e *unusableTokenError) Error() string { return e.reason }
+
+// ensureBootstrapToken makes plaintext a working admin token named
+// bootstrap-admin, owned by the admin user, who is created if missing. The
+// same value at every start leaves the token as it is; a new value revokes
+// the token made from the old one, so rotating the secret takes a restart.
+// A value that was revoked is never accepted again, since a revoked token
+// may have leaked.
+func ensureBootstrapToken(ctx context.Context, st *store.Store, plaintext string, logger *slog.Logger) error {
+	outcome, err := bootstrapToken(ctx, st, plaintext)
+	var unusable *unusableTokenError
+	switch {
+	case errors.Is(err, store.ErrAlreadyExists):
+		// The hash is stored, but not as a token that works: the value
+		// was revoked or has expired.
+		logger.WarnContext(ctx, "FLIGHTDECK_ADMIN_TOKEN is ignored",
+			slog.String("reason", "it was revoked or has expired, and such a token never works again; set a new one"))
+		return nil
+	case errors.As(err, &unusable):
+		logger.WarnContext(ctx, "FLIGHTDECK_ADMIN_TOKEN is ignored", slog.String("reason", unusable.reason))
+		return nil
+	case err != nil:
+		return fmt.Errorf("setting up the admin token from FLIGHTDECK_ADMIN_TOKEN: %w", err)
+	}
+	logger.InfoContext(ctx, "admin token is ready", slog.String("name", bootstrapTokenName),
+		slog.String("prefix", auth.Prefix(plaintext)), slog.String("outcome", outcome))
+	return nil
+}
+
+// bootstrapToken does the work of ensureBootstrapToken in one
+// transaction, so that the old token is never revoked without the new one
+// in place. outcome is kept, created or replaced.
+func bootstrapToken(ctx context.Context, st *store.Store, plaintext string) (outcome string, err error) {
+	hash := auth.Hash(plaintext)
+	err = st.WithTx(ctx, func(tx *store.Store) error {
+		// The upsert locks the admin user's row until commit, so replicas
+		// starting together take turns here, and the later ones find the
+		// token the first one made.
+		user, err := tx.EnsureAdminUser(ctx, adminUsername)
+		if err != nil {
+			return fmt.Errorf("ensuring the %s user: %w", adminUsername, err)
+		}
+		if user.DisabledAt != nil {
+			return &unusableTokenError{reason: fmt.Sprintf("the %s user, who would own it, is disabled", adminUsername)}
+		}
+		existing, err := tx.TokenByHash(ctx, hash)
+		switch {
+		case err == nil && existing.Name == bootstrapTokenName:
+			outcome = "kept"
+			return nil
+		case err == nil:
+			return &unusableTokenError{reason: fmt.Sprintf("it is already the token %q; give the bootstrap admin a token of its own", existing.Name)}
+		case !errors.Is(err, store.ErrNotFound):
+			return fmt.Errorf("looking up the token: %w", err)
+		}
+		outcome = "created"
+		old, err := tx.TokenByName(ctx, bootstrapTokenName)
+		switch {
+		case err == nil:
+			if err := tx.RevokeToken(ctx, old.ID); err != nil {
+				return fmt.Errorf("revoking the previous %s token: %w", bootstrapTokenName, err)
+			}
+			outcome = "replaced"
+		case !errors.Is(err, store.ErrNotFound):
+			return fmt.Errorf("looking up the previous %s token: %w", bootstrapTokenName, err)
+		}
+		_, err = tx.CreateToken(ctx, store.NewToken{
+			Name: bootstrapTokenName, Hash: hash, Prefix: auth.Prefix(plaintext),
+			Scopes: []auth.Scope{auth.ScopeAdmin}, UserID: user.ID,
+		})
+		return err
+	})
+	return outcome, err
+}
+
+// tokenUsage is the synopsis of the token command.
+const tokenUsage = "server token create --name NAME --scopes SCOPES [--expires 720h] [--apps A,B] [--environments E,F]"
+
+// tokenRequest holds the flags of `server token create`.
+type tokenRequest struct {
+	name, scopes, expires, apps, environments string
+}
+
+func (r *tokenRequest) register(fs *flag.FlagSet) {
+	fs.StringVar(&r.name, "name", "", "name of the token, unique among tokens not revoked (required)")
+	fs.StringVar(&r.scopes, "scopes", "", "comma-separated scopes: read, deploy, approve, metrics, admin (required)")
+	fs.StringVar(&r.expires, "expires", "", "lifetime, such as 720h or 90d; empty for a token that does not expire")
+	fs.StringVar(&r.apps, "apps", "", "comma-separated slugs of the only apps the token may act on; empty for all")
+	fs.StringVar(&r.environments, "environments", "", "comma-separated names of the only environments the token may act on; empty for all")
+}
+
+// newToken validates the request, before any database is opened, into the
+// token to store without its hash and prefix, and its lifetime (0 for
+// none).
+func (r *tokenRequest) newToken() (store.NewToken, time.Duration, error) {
+	if r.name == "" {
+		return store.NewToken{}, 0, errors.New("token create needs --name: " + tokenUsage)
+	}
+	if err := auth.CheckName(r.name); err != nil {
+		return store.NewToken{}, 0, fmt.Errorf("invalid --name: %w", err)
+	}
+	if strings.TrimSpace(r.scopes) == "" {
+		return store.NewToken{}, 0, errors.New("token create needs --scopes, one or more of read, deploy, approve, metrics, admin: " + tokenUsage)
+	}
+	scopes, err := auth.ParseScopes(strings.Split(r.scopes, ","))
+	if err != nil {
+		return store.NewToken{}, 0, err
+	}
+	lifetime, err := parseLifetime(r.expires)
+	if err != nil {
+		return store.NewToken{}, 0, err
+	}
+	apps, envs := splitList(r.apps), splitList(r.environments)
+	if err := auth.CheckLimits(apps, envs); err != nil {
+		return store.NewToken{}, 0, err
+	}
+	return store.NewToken{Name: r.name, Scopes: scopes, Apps: apps, Environments: envs}, lifetime, nil
+}
+
+// parseLifetime reads --expires: a Go duration, or whole days such as 90d,
+// since token lifetimes are mostly thought of in days.
+func parseLifetime(s string) (time.Duration, error) {
+	if s == "" {
+		return 0, nil
+	}
+	var d time.Duration
+	var err error
+	if days, ok := strings.CutSuffix(s, "d"); ok {
+		var n int
+		n, err = strconv.Atoi(days)
+		d = time.Duration(n) * 24 * time.Hour
+		if n > 100*365 {
+			err = errors.New("too long")
+		}
+	} else {
+		d, err = time.ParseDuration(s)
+	}
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("invalid --expires %q: want a positive duration such as 720h or 90d", s)
+	}
+	return d, nil
+}
+
+// splitList splits a comma-separated flag value; empty is no entries.
+func splitList(s string) []string {
+	if strings.TrimSpace(s) == "" {
+		return nil
+	}
+	parts := strings.Split(s, ",")
+	for i, p := range parts {
+		parts[i] = strings.TrimSpace(p)
+	}
+	return parts
+}
+
+// runToken runs `server token create`: it opens and migrates the database
+// as serve does, stores a new token owned by the admin user and prints the
+// token, and only the token, on stdout, so a script can capture it. The
+// token is shown this once; Flightdeck keeps only its hash.
+func runToken(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
+	if len(args) == 0 {
+		return errors.New("the token command needs a subcommand: " + tokenUsage)
+	}
+	switch args[0] {
+	case "create":
+	case "help", "-h", "-help", "--help":
+		fmt.Fprintln(stderr, "usage: "+tokenUsage)
+		return nil
+	default:
+		return fmt.Errorf("unknown token command %q: want create", args[0])
+	}
+	var req tokenRequest
+	cfg, err := parseConfigWith("token create", args[1:], getenv, stderr, req.register)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	nt, lifetime, err := req.newToken()
+	if err != nil {
+		return err
+	}
+
+	// Stdout carries the token alone, so the log goes to stderr, and only
+	// what needs attention: a script should not have to sift through it.
+	level, _ := parseLevel(cfg.LogLevel)
+	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: max(level, slog.LevelWarn)}))
+	// An embedded database already running belongs to a serving
+	// Flightdeck; stopping it at exit would pull it from under that server.
+	keep := cfg.DatabaseURL == "" && postmasterRunning(cfg.DataDir)
+	db, err := openDatabase(ctx, cfg, logger)
+	if err != nil {
+		return err
+	}
+	db.keepCluster = keep
+	defer db.close(cfg.ShutdownTimeout)
+	if err := store.Migrate(ctx, db.pool, logger); err != nil {
+		return err
+	}
+
+	st := store.New(db.pool, store.Options{})
+	user, err := st.EnsureAdminUser(ctx, adminUsername)
+	if err != nil {
+		return fmt.Errorf("ensuring the %s user: %w", adminUsername, err)
+	}
+	plaintext, prefix, hash, err := auth.Generate()
+	if err != nil {
+		return fmt.Errorf("generating a token: %w", err)
+	}
+	nt.Hash, nt.Prefix, nt.UserID = hash, prefix, user.ID
+	if lifetime > 0 {
+		expires := st.Now().Add(lifetime)
+		nt.ExpiresAt = &expires
+	}
+	tok, err := st.CreateToken(ctx, nt)
+	if errors.Is(err, store.ErrAlreadyExists) {
+		return fmt.Errorf("a token named %q already exists: revoke it or choose another name", nt.Name)
+	}
+	if err != nil {
+		return fmt.Errorf("storing the token: %w", err)
+	}
+
+	fmt.Fprintln(stdout, plaintext)
+	expiry := "never expires"
+	if tok.ExpiresAt != nil {
+		expiry = "expires " + tok.ExpiresAt.Format(time.RFC3339)
+	}
+	fmt.Fprintf(stderr, "Created token %q (%s…) with scopes %s; it %s. It is shown only this once, so store it now.\n",
+		tok.Name, tok.Prefix, strings.Join(auth.ScopeStrings(tok.Scopes), ","), expiry)
+	return nil
+}
+
+// postmasterRunning reports whether a PostgreSQL server runs on the
+// embedded cluster in dataDir, judged by the pid in its lock file.
+func postmasterRunning(dataDir string) bool {
+	b, err := os.ReadFile(filepath.Join(dataDir, "pg", "postmaster.pid"))
+	if err != nil {
+		return false
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	pid, err := strconv.Atoi(strings.TrimSpace(line))
+	if err != nil || pid <= 0 {
+		return false
+	}
+	// Signal 0 only checks that the process exists; EPERM means it does
+	// but belongs to another user, as when PostgreSQL runs as postgres.
+	err = syscall.Kill(pid, 0)
+	return err == nil || errors.Is(err, syscall.EPERM)
 }

@@ -261,5 +261,5 @@ func TestSubcommands(t *testing.T) {
 	require.NoError(t, run(context.Background(), []string{"version"}, &out, io.Discard, env(nil)))
 	require.True(t, strings.HasPrefix(out.String(), "flightdeck "), out.String())
 	err := run(context.Background(), []string{"deploy"}, io.Discard, io.Discard, env(nil))
-	require.EqualError(t, err, `unknown command "deploy": want serve, migrate or version`)
+	require.EqualError(t, err, `unknown command "deploy": want serve, migrate, token or version`)
 }

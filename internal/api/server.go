@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/flightdeckhq/flightdeck/internal/api/apigen"
 	"github.com/flightdeckhq/flightdeck/web/static"
 )
 
@@ -35,6 +36,12 @@ type Config struct {
 	Registerer prometheus.Registerer
 	// Ingest takes pushed metric samples; nil leaves the route out.
 	Ingest MetricsIngester
+	// Resources backs the REST endpoints for apps and environments; nil
+	// leaves them out.
+	Resources ResourceStore
+	// Tokens authenticates the REST API. The server always sets it; tests
+	// of handlers alone may leave it nil.
+	Tokens TokenLookup
 }
 
 // New returns the HTTP handler with every route and middleware installed.
@@ -49,6 +56,9 @@ func New(cfg Config) *echo.Echo {
 	e.Use(middleware.Recover())
 	e.Use(requestLogger(cfg.Logger))
 	e.Use(metrics.middleware())
+	if cfg.Tokens != nil {
+		e.Use(apiAuth(cfg.Tokens))
+	}
 
 	h := &healthHandlers{readiness: cfg.Readiness}
 	e.GET("/healthz", h.healthz)
@@ -58,10 +68,19 @@ func New(cfg Config) *echo.Echo {
 	e.GET("/", home.home)
 	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{})))
 	if cfg.Ingest != nil {
-		e.POST("/api/v1/runs/:id/metrics", (&metricsIngestHandlers{ingest: cfg.Ingest}).ingestMetrics)
+		e.POST(metricsRoute, (&metricsIngestHandlers{ingest: cfg.Ingest}).ingestMetrics)
+	}
+	e.GET(openAPIRoute, serveOpenAPIDocument)
+	if cfg.Resources != nil {
+		// The generated registration routes exactly the operations that
+		// apigen's configuration includes, each to its handler.
+		apigen.RegisterHandlers(e, &restHandlers{store: cfg.Resources})
 	}
 	return e
 }
+
+// openAPIRoute serves the API's description; it needs no token.
+const openAPIRoute = "/api/v1/openapi.yaml"
 
 // requestLogger logs each request with its request id; 5xx at error level.
 func requestLogger(logger *slog.Logger) echo.MiddlewareFunc {
@@ -107,6 +126,10 @@ type problem struct {
 func errorHandler(logger *slog.Logger) echo.HTTPErrorHandler {
 	return func(err error, c echo.Context) {
 		if c.Response().Committed {
+			return
+		}
+		if refusal, ok := errors.AsType[*apiError](err); ok {
+			writeProblem(c, refusal)
 			return
 		}
 		status := http.StatusInternalServerError

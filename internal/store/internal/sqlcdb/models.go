@@ -12,16 +12,18 @@ import (
 )
 
 type ApiToken struct {
-	ID         int64
-	Name       string
-	TokenHash  []byte
-	Prefix     string
-	Scopes     []string
-	UserID     int64
-	CreatedAt  time.Time
-	ExpiresAt  *time.Time
-	LastUsedAt *time.Time
-	RevokedAt  *time.Time
+	ID           int64
+	Name         string
+	TokenHash    []byte
+	Prefix       string
+	Scopes       []string
+	UserID       int64
+	CreatedAt    time.Time
+	ExpiresAt    *time.Time
+	LastUsedAt   *time.Time
+	RevokedAt    *time.Time
+	Apps         []string
+	Environments []string
 }
 
 type App struct {

@@ -1,0 +1,51 @@
+package api
+
+import (
+	"net/http"
+	"strings"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/flightdeckhq/flightdeck/internal/auth"
+)
+
+// metricsRoute is the route agents push samples to.
+const metricsRoute = "/api/v1/runs/:id/metrics"
+
+// apiAuth authenticates every /api/v1 request except the OpenAPI document
+// and checks what the route needs: the metrics scope to push samples, read
+// to read, admin to change apps and environments, and, for tokens limited
+// to some apps or environments, access to the one addressed.
+func apiAuth(tokens TokenLookup) echo.MiddlewareFunc {
+	authenticate := RequireToken(tokens, nil)
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		guarded := authenticate(func(c echo.Context) error {
+			if err := RequireScope(c, scopeFor(c)); err != nil {
+				return err
+			}
+			if err := RequireAccess(c, c.Param("app"), c.Param("env")); err != nil {
+				return err
+			}
+			return next(c)
+		})
+		return func(c echo.Context) error {
+			path := c.Request().URL.Path
+			if !strings.HasPrefix(path, "/api/") || c.Path() == openAPIRoute {
+				return next(c)
+			}
+			return guarded(c)
+		}
+	}
+}
+
+// scopeFor is the scope a request needs.
+func scopeFor(c echo.Context) auth.Scope {
+	switch {
+	case c.Path() == metricsRoute:
+		return auth.ScopeMetrics
+	case c.Request().Method == http.MethodGet || c.Request().Method == http.MethodHead:
+		return auth.ScopeRead
+	default:
+		return auth.ScopeAdmin
+	}
+}
