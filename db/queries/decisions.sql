@@ -8,3 +8,6 @@ SELECT * FROM decisions
 WHERE run_id = @run_id AND id > @after_id
 ORDER BY id
 LIMIT @max;
+
+-- name: DecisionLatestByRun :one
+SELECT * FROM decisions WHERE run_id = @run_id ORDER BY id DESC LIMIT 1;

@@ -14,7 +14,8 @@ const metricsRoute = "/api/v1/runs/:id/metrics"
 
 // apiAuth authenticates every /api/v1 request except the OpenAPI document
 // and checks what the route needs: the metrics scope to push samples, read
-// to read, admin to change apps and environments, and, for tokens limited
+// to read, deploy to start and act on runs, approve to approve or reject
+// a phase, admin to change apps and environments, and, for tokens limited
 // to some apps or environments, access to the one addressed.
 func apiAuth(tokens TokenLookup) echo.MiddlewareFunc {
 	authenticate := RequireToken(tokens, nil)
@@ -38,13 +39,19 @@ func apiAuth(tokens TokenLookup) echo.MiddlewareFunc {
 	}
 }
 
-// scopeFor is the scope a request needs.
+// scopeFor is the scope a request needs. Starting runs and acting on them
+// is deploy, except the approval of a phase, which is a person's judgement
+// and so has its own scope; anything else that writes is admin.
 func scopeFor(c echo.Context) auth.Scope {
 	switch {
 	case c.Path() == metricsRoute:
 		return auth.ScopeMetrics
 	case c.Request().Method == http.MethodGet || c.Request().Method == http.MethodHead:
 		return auth.ScopeRead
+	case c.Path() == runActionRoute && (c.Param("action") == "approve" || c.Param("action") == "reject"):
+		return auth.ScopeApprove
+	case c.Path() == runActionRoute || c.Path() == createRunRoute:
+		return auth.ScopeDeploy
 	default:
 		return auth.ScopeAdmin
 	}

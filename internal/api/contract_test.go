@@ -184,33 +184,6 @@ func TestOpenAPIDocumentIsServedWithoutAToken(t *testing.T) {
 	require.Equal(t, openapi3.SecurityRequirements{{"bearerAuth": {}}}, doc.Security, "everything else does")
 }
 
-func TestDescribedButUnimplementedEndpointsAnswer404(t *testing.T) {
-	t.Parallel()
-	a := restSetup(t)
-	for _, x := range []exchange{
-		{method: http.MethodGet, path: "/api/v1/runs"},
-		{method: http.MethodGet, path: "/api/v1/runs/1"},
-		{method: http.MethodPost, path: "/api/v1/runs/1/actions/pause", body: `{}`},
-		{method: http.MethodGet, path: "/api/v1/runs/1/events?after=3"},
-		{method: http.MethodGet, path: "/api/v1/runs/1/decisions"},
-		{method: http.MethodPost, path: "/api/v1/apps/checkout/environments/production/runs", body: `{"version": "v2"}`},
-		{method: http.MethodGet, path: "/api/v1/tokens"},
-	} {
-		// The document describes these answers once they are served, so
-		// this 404 is checked as a problem document only.
-		rec := httptest.NewRecorder()
-		a.handler.ServeHTTP(rec, x.request())
-		if strings.HasSuffix(x.path, "/runs") && x.method == http.MethodPost {
-			// The router matches the environment's own path, which has
-			// no POST, and says so with 405.
-			require.Equal(t, http.StatusMethodNotAllowed, rec.Code, "%s %s", x.method, x.path)
-		} else {
-			require.Equal(t, http.StatusNotFound, rec.Code, "%s %s", x.method, x.path)
-		}
-		readProblem(t, rec)
-	}
-}
-
 func TestPushedMetricsMatchTheDocument(t *testing.T) {
 	t.Parallel()
 	h, _, run := ingestSetup(t)

@@ -26,9 +26,15 @@ type ResourceStore interface {
 }
 
 // restHandlers serves the REST endpoints generated from openapi.yaml. Each
-// resource's handlers live in their own file (apps.go, environments.go).
+// resource's handlers live in their own file (apps.go, environments.go,
+// runs.go).
 type restHandlers struct {
 	store ResourceStore
+	// runs and runStore back the run endpoints (runs.go, run_events.go);
+	// they are nil, and the run routes left out, when the server has no
+	// engine.
+	runs     RunService
+	runStore RunStore
 }
 
 // The compiler checks that every operation the generated server routes has

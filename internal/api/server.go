@@ -8,6 +8,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -39,6 +40,13 @@ type Config struct {
 	// Resources backs the REST endpoints for apps and environments; nil
 	// leaves them out.
 	Resources ResourceStore
+	// Runs starts runs and acts on them, and RunStore reads them and keeps
+	// the answers to idempotent requests; the run endpoints are served
+	// only when both are set.
+	Runs     RunService
+	RunStore RunStore
+	// TokenAdmin backs the token endpoints; nil leaves them out.
+	TokenAdmin TokenAdmin
 	// Tokens authenticates the REST API. The server always sets it; tests
 	// of handlers alone may leave it nil.
 	Tokens TokenLookup
@@ -71,12 +79,47 @@ func New(cfg Config) *echo.Echo {
 		e.POST(metricsRoute, (&metricsIngestHandlers{ingest: cfg.Ingest}).ingestMetrics)
 	}
 	e.GET(openAPIRoute, serveOpenAPIDocument)
+	RegisterTokenRoutes(e, cfg.TokenAdmin)
 	if cfg.Resources != nil {
 		// The generated registration routes exactly the operations that
 		// apigen's configuration includes, each to its handler.
-		apigen.RegisterHandlers(e, &restHandlers{store: cfg.Resources})
+		rest := &restHandlers{store: cfg.Resources, runs: cfg.Runs, runStore: cfg.RunStore}
+		var router apigen.EchoRouter = e
+		if cfg.Runs == nil || cfg.RunStore == nil {
+			router = withoutRunRoutes{e}
+		}
+		apigen.RegisterHandlers(router, rest)
 	}
 	return e
+}
+
+// withoutRunRoutes registers every route but the run endpoints, for a
+// server without an engine: they answer 404 rather than reach handlers
+// with nothing behind them.
+type withoutRunRoutes struct {
+	*echo.Echo
+}
+
+// isRunRoute reports whether a generated route is one of the run
+// endpoints.
+func isRunRoute(path string) bool {
+	return path == createRunRoute || path == "/api/v1/runs" || strings.HasPrefix(path, "/api/v1/runs/")
+}
+
+// GET registers the route unless it is a run endpoint.
+func (r withoutRunRoutes) GET(path string, h echo.HandlerFunc, m ...echo.MiddlewareFunc) *echo.Route {
+	if isRunRoute(path) {
+		return nil
+	}
+	return r.Echo.GET(path, h, m...)
+}
+
+// POST registers the route unless it is a run endpoint.
+func (r withoutRunRoutes) POST(path string, h echo.HandlerFunc, m ...echo.MiddlewareFunc) *echo.Route {
+	if isRunRoute(path) {
+		return nil
+	}
+	return r.Echo.POST(path, h, m...)
 }
 
 // openAPIRoute serves the API's description; it needs no token.

@@ -70,6 +70,33 @@ func (e DecisionVerdict) Valid() bool {
 	}
 }
 
+// Defines values for DecisionSummaryVerdict.
+const (
+	DecisionSummaryVerdictContinue      DecisionSummaryVerdict = "continue"
+	DecisionSummaryVerdictInconclusive  DecisionSummaryVerdict = "inconclusive"
+	DecisionSummaryVerdictMonitorLonger DecisionSummaryVerdict = "monitor_longer"
+	DecisionSummaryVerdictRollback      DecisionSummaryVerdict = "rollback"
+	DecisionSummaryVerdictWarmingUp     DecisionSummaryVerdict = "warming_up"
+)
+
+// Valid indicates whether the value is a known member of the DecisionSummaryVerdict enum.
+func (e DecisionSummaryVerdict) Valid() bool {
+	switch e {
+	case DecisionSummaryVerdictContinue:
+		return true
+	case DecisionSummaryVerdictInconclusive:
+		return true
+	case DecisionSummaryVerdictMonitorLonger:
+		return true
+	case DecisionSummaryVerdictRollback:
+		return true
+	case DecisionSummaryVerdictWarmingUp:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for FailurePolicy.
 const (
 	FailurePolicyPause    FailurePolicy = "pause"
@@ -169,39 +196,75 @@ func (e RunAction) Valid() bool {
 	}
 }
 
+// Defines values for RunPhaseStatus.
+const (
+	RunPhaseStatusApplying         RunPhaseStatus = "applying"
+	RunPhaseStatusAwaitingApproval RunPhaseStatus = "awaiting_approval"
+	RunPhaseStatusBaking           RunPhaseStatus = "baking"
+	RunPhaseStatusFailed           RunPhaseStatus = "failed"
+	RunPhaseStatusPending          RunPhaseStatus = "pending"
+	RunPhaseStatusRolledBack       RunPhaseStatus = "rolled_back"
+	RunPhaseStatusSkipped          RunPhaseStatus = "skipped"
+	RunPhaseStatusSucceeded        RunPhaseStatus = "succeeded"
+)
+
+// Valid indicates whether the value is a known member of the RunPhaseStatus enum.
+func (e RunPhaseStatus) Valid() bool {
+	switch e {
+	case RunPhaseStatusApplying:
+		return true
+	case RunPhaseStatusAwaitingApproval:
+		return true
+	case RunPhaseStatusBaking:
+		return true
+	case RunPhaseStatusFailed:
+		return true
+	case RunPhaseStatusPending:
+		return true
+	case RunPhaseStatusRolledBack:
+		return true
+	case RunPhaseStatusSkipped:
+		return true
+	case RunPhaseStatusSucceeded:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for RunState.
 const (
-	Aborted          RunState = "aborted"
-	AwaitingApproval RunState = "awaiting_approval"
-	Failed           RunState = "failed"
-	Paused           RunState = "paused"
-	Pending          RunState = "pending"
-	RolledBack       RunState = "rolled_back"
-	RollingBack      RunState = "rolling_back"
-	Running          RunState = "running"
-	Succeeded        RunState = "succeeded"
+	RunStateAborted          RunState = "aborted"
+	RunStateAwaitingApproval RunState = "awaiting_approval"
+	RunStateFailed           RunState = "failed"
+	RunStatePaused           RunState = "paused"
+	RunStatePending          RunState = "pending"
+	RunStateRolledBack       RunState = "rolled_back"
+	RunStateRollingBack      RunState = "rolling_back"
+	RunStateRunning          RunState = "running"
+	RunStateSucceeded        RunState = "succeeded"
 )
 
 // Valid indicates whether the value is a known member of the RunState enum.
 func (e RunState) Valid() bool {
 	switch e {
-	case Aborted:
+	case RunStateAborted:
 		return true
-	case AwaitingApproval:
+	case RunStateAwaitingApproval:
 		return true
-	case Failed:
+	case RunStateFailed:
 		return true
-	case Paused:
+	case RunStatePaused:
 		return true
-	case Pending:
+	case RunStatePending:
 		return true
-	case RolledBack:
+	case RunStateRolledBack:
 		return true
-	case RollingBack:
+	case RunStateRollingBack:
 		return true
-	case Running:
+	case RunStateRunning:
 		return true
-	case Succeeded:
+	case RunStateSucceeded:
 		return true
 	default:
 		return false
@@ -297,7 +360,6 @@ const (
 	TokenScopeAdmin   TokenScope = "admin"
 	TokenScopeApprove TokenScope = "approve"
 	TokenScopeDeploy  TokenScope = "deploy"
-	TokenScopeFlags   TokenScope = "flags"
 	TokenScopeMetrics TokenScope = "metrics"
 	TokenScopeRead    TokenScope = "read"
 )
@@ -310,8 +372,6 @@ func (e TokenScope) Valid() bool {
 	case TokenScopeApprove:
 		return true
 	case TokenScopeDeploy:
-		return true
-	case TokenScopeFlags:
 		return true
 	case TokenScopeMetrics:
 		return true
@@ -491,8 +551,17 @@ type CreateRunRequest struct {
 
 // CreateTokenRequest defines model for CreateTokenRequest.
 type CreateTokenRequest struct {
-	// ExpiresAt When the token stops working; left out, it works until revoked.
+	// Apps Limits the token to the apps with these slugs; left out, it may act on every app.
+	Apps *[]Slug `json:"apps,omitempty"`
+
+	// Environments Limits the token to the environments with these names, in any of its apps; left out, it may act on every environment.
+	Environments *[]Slug `json:"environments,omitempty"`
+
+	// ExpiresAt When the token stops working, at most 10 years ahead; not together with `expires_in`. Left out with `expires_in`, it works until revoked.
 	ExpiresAt *time.Time `json:"expires_at,omitempty"`
+
+	// ExpiresIn How long from now the token works, at most 10 years; not together with `expires_at`.
+	ExpiresIn *Duration `json:"expires_in,omitempty"`
 
 	// Name What the token is for, such as `ci-checkout`.
 	Name   string       `json:"name"`
@@ -501,11 +570,16 @@ type CreateTokenRequest struct {
 
 // CreatedToken A new token with its secret, shown this once.
 type CreatedToken struct {
-	CreatedAt  time.Time  `json:"created_at"`
-	ExpiresAt  *time.Time `json:"expires_at"`
-	Id         int64      `json:"id"`
-	LastUsedAt *time.Time `json:"last_used_at"`
-	Name       string     `json:"name"`
+	// Apps The slugs of the only apps the token may act on; empty means every app.
+	Apps      []Slug    `json:"apps"`
+	CreatedAt time.Time `json:"created_at"`
+
+	// Environments The names of the only environments the token may act on, in any of its apps; empty means every environment.
+	Environments []Slug     `json:"environments"`
+	ExpiresAt    *time.Time `json:"expires_at"`
+	Id           int64      `json:"id"`
+	LastUsedAt   *time.Time `json:"last_used_at"`
+	Name         string     `json:"name"`
 
 	// Prefix The first characters of the secret, to tell tokens apart.
 	Prefix    string       `json:"prefix"`
@@ -533,6 +607,18 @@ type DecisionVerdict string
 type DecisionList struct {
 	Items []Decision `json:"items"`
 }
+
+// DecisionSummary A verdict of the rollback decision without its record.
+type DecisionSummary struct {
+	At          time.Time              `json:"at"`
+	Explanation string                 `json:"explanation"`
+	Id          int64                  `json:"id"`
+	PhaseIndex  int                    `json:"phase_index"`
+	Verdict     DecisionSummaryVerdict `json:"verdict"`
+}
+
+// DecisionSummaryVerdict defines model for DecisionSummary.Verdict.
+type DecisionSummaryVerdict string
 
 // DriverConfig The driver that makes a run's desired state true, chosen by `type`,
 // with that driver's settings beside it. Only `simulator` is available
@@ -834,16 +920,31 @@ type Run struct {
 	//
 	//
 	// Example: checkout
-	Environment Slug       `json:"environment"`
-	FinishedAt  *time.Time `json:"finished_at"`
+	Environment Slug `json:"environment"`
+
+	// ExpectedRollbackTime How long a rollback is expected to take, from the plan; null until the run starts.
+	ExpectedRollbackTime *Duration `json:"expected_rollback_time"`
+
+	// ExtraInfraShare The most extra capacity the run needs, as a share of the fleet, from the plan; 0 until the run starts.
+	ExtraInfraShare float64    `json:"extra_infra_share"`
+	FinishedAt      *time.Time `json:"finished_at"`
 
 	// FromVersion The stable version when the run was created; null on a first deploy.
 	FromVersion *string `json:"from_version"`
 	Id          int64   `json:"id"`
 
+	// LatestDecision The newest verdict of the rollback decision; null before the first.
+	LatestDecision *DecisionSummary `json:"latest_decision"`
+
 	// Params The strategy parameters the run was started with.
-	Params     map[string]interface{} `json:"params"`
-	PhaseIndex int                    `json:"phase_index"`
+	Params map[string]interface{} `json:"params"`
+
+	// Phase The name of the current phase; null until the run starts.
+	Phase      *string `json:"phase"`
+	PhaseIndex int     `json:"phase_index"`
+
+	// Phases The plan's phases with their progress; empty until the run starts.
+	Phases []RunPhase `json:"phases"`
 
 	// Plan The compiled plan, its phases and rollback; null until the run starts.
 	Plan *map[string]interface{} `json:"plan,omitempty"`
@@ -862,8 +963,15 @@ type Run struct {
 	ToVersion string    `json:"to_version"`
 	UpdatedAt time.Time `json:"updated_at"`
 
+	// UsersExposed The share of users the candidate serves in the current phase; 0 until the run starts.
+	UsersExposed float64 `json:"users_exposed"`
+
 	// Version Grows with every change to the run.
 	Version int64 `json:"version"`
+
+	// Weights The current desired state: each version with its role, instances
+	// and share of traffic in percent. Empty until the run starts.
+	Weights []VersionWeight `json:"weights"`
 }
 
 // RunAction defines model for RunAction.
@@ -885,6 +993,30 @@ type RunActionResult struct {
 
 	// Run One deployment of a version of an app to one environment.
 	Run Run `json:"run"`
+}
+
+// RunConflictProblem An action the run's state does not allow, with the run as it is now.
+type RunConflictProblem struct {
+	// Current One deployment of a version of an app to one environment.
+	Current *Run `json:"current,omitempty"`
+
+	// Detail What went wrong with this request, for people.
+	Detail *string `json:"detail,omitempty"`
+
+	// Status The HTTP status code.
+	//
+	// Example: 404
+	Status int `json:"status"`
+
+	// Title The HTTP status text.
+	//
+	// Example: Not Found
+	Title string `json:"title"`
+
+	// Type Always `about:blank`; `status` and `title` say what went wrong.
+	//
+	// Example: about:blank
+	Type string `json:"type"`
 }
 
 // RunEvent One change to a run.
@@ -911,6 +1043,26 @@ type RunList struct {
 	// NextCursor Present when there are more runs; pass it as `cursor` for the next page.
 	NextCursor *string `json:"next_cursor,omitempty"`
 }
+
+// RunPhase One phase of a run's plan with its progress.
+type RunPhase struct {
+	// Bake A length of time such as `"90s"`, `"5m"`, `"1h30m"`, `"24h"` or `"3d"`; a day is always 24 hours.
+	//
+	// Example: 5m
+	Bake Duration `json:"bake"`
+
+	// ExposedShare The share of users the candidate serves in this phase.
+	ExposedShare float64        `json:"exposed_share"`
+	FinishedAt   *time.Time     `json:"finished_at"`
+	Index        int            `json:"index"`
+	Kind         string         `json:"kind"`
+	Name         string         `json:"name"`
+	StartedAt    *time.Time     `json:"started_at"`
+	Status       RunPhaseStatus `json:"status"`
+}
+
+// RunPhaseStatus defines model for RunPhase.Status.
+type RunPhaseStatus string
 
 // RunState Where a run is: `pending` runs wait for the environment; `running`,
 // `awaiting_approval`, `paused` and `rolling_back` are active; the rest
@@ -1024,11 +1176,16 @@ type Tier string
 
 // Token An API token without its secret.
 type Token struct {
-	CreatedAt  time.Time  `json:"created_at"`
-	ExpiresAt  *time.Time `json:"expires_at"`
-	Id         int64      `json:"id"`
-	LastUsedAt *time.Time `json:"last_used_at"`
-	Name       string     `json:"name"`
+	// Apps The slugs of the only apps the token may act on; empty means every app.
+	Apps      []Slug    `json:"apps"`
+	CreatedAt time.Time `json:"created_at"`
+
+	// Environments The names of the only environments the token may act on, in any of its apps; empty means every environment.
+	Environments []Slug     `json:"environments"`
+	ExpiresAt    *time.Time `json:"expires_at"`
+	Id           int64      `json:"id"`
+	LastUsedAt   *time.Time `json:"last_used_at"`
+	Name         string     `json:"name"`
 
 	// Prefix The first characters of the secret, to tell tokens apart.
 	Prefix    string       `json:"prefix"`
@@ -1114,6 +1271,18 @@ type ValidationProblem struct {
 	Type string `json:"type"`
 }
 
+// VersionWeight One version in a desired state.
+type VersionWeight struct {
+	Instances int `json:"instances"`
+
+	// Role `stable`, `candidate` or another role the strategy gives it.
+	Role    string `json:"role"`
+	Version string `json:"version"`
+
+	// Weight The share of traffic in percent.
+	Weight int `json:"weight"`
+}
+
 // AppSlug 1 to 63 lowercase letters, digits and hyphens, starting and ending with
 // a letter or digit, as in a DNS label.
 //
@@ -1149,6 +1318,9 @@ type Conflict = Problem
 
 // Forbidden An RFC 9457 problem document, the one error shape of the API.
 type Forbidden = Problem
+
+// IdempotencyInFlight An RFC 9457 problem document, the one error shape of the API.
+type IdempotencyInFlight = Problem
 
 // NotFound An RFC 9457 problem document, the one error shape of the API.
 type NotFound = Problem
@@ -1193,7 +1365,9 @@ type UpdateEnvironmentParams struct {
 
 // CreateRunParams defines parameters for CreateRun.
 type CreateRunParams struct {
-	// IdempotencyKey A key unique to this deployment request, such as the CI job id; a retry with the same key returns the first run.
+	// IdempotencyKey A key unique to this request, such as the CI job id and step; a retry
+	// with the same key and body gets the first answer again instead of
+	// doing the request twice. See the conventions at the top.
 	IdempotencyKey *IdempotencyKey `json:"Idempotency-Key,omitempty"`
 }
 
@@ -1215,6 +1389,14 @@ type ListRunsParams struct {
 	Limit *Limit `form:"limit,omitempty" json:"limit,omitempty"`
 }
 
+// ActOnRunParams defines parameters for ActOnRun.
+type ActOnRunParams struct {
+	// IdempotencyKey A key unique to this request, such as the CI job id and step; a retry
+	// with the same key and body gets the first answer again instead of
+	// doing the request twice. See the conventions at the top.
+	IdempotencyKey *IdempotencyKey `json:"Idempotency-Key,omitempty"`
+}
+
 // ListRunEventsParams defines parameters for ListRunEvents.
 type ListRunEventsParams struct {
 	// After Only events with a larger id.
@@ -1222,6 +1404,9 @@ type ListRunEventsParams struct {
 
 	// Limit The most items to return.
 	Limit *Limit `form:"limit,omitempty" json:"limit,omitempty"`
+
+	// LastEventID With `Accept: text/event-stream`, the id of the last event received; it wins over `after`.
+	LastEventID *string `json:"Last-Event-ID,omitempty"`
 }
 
 // ListTokensParams defines parameters for ListTokens.
@@ -1470,8 +1655,11 @@ type ClientInterface interface {
 	// defaults and the run's own `params`; a plan that does not compile is
 	// refused with every field at fault.
 	//
-	// A retry with the same `Idempotency-Key` answers 200 with the run the
-	// first request created instead of starting a second one.
+	// The `Idempotency-Key` is also kept with the run, per environment:
+	// another token starting a run in the environment with a key a run
+	// already has gets 200 with that run instead of starting a second one.
+	// A retry by the same token replays the first answer (see the
+	// conventions above).
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -1487,8 +1675,11 @@ type ClientInterface interface {
 	// defaults and the run's own `params`; a plan that does not compile is
 	// refused with every field at fault.
 	//
-	// A retry with the same `Idempotency-Key` answers 200 with the run the
-	// first request created instead of starting a second one.
+	// The `Idempotency-Key` is also kept with the run, per environment:
+	// another token starting a run in the environment with a key a run
+	// already has gets 200 with that run instead of starting a second one.
+	// A retry by the same token replays the first answer (see the
+	// conventions above).
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -1504,7 +1695,10 @@ type ClientInterface interface {
 
 	// ListRuns List runs
 	//
-	// Lists runs, newest first, optionally of one app, one environment or some states.
+	// Lists runs, newest first, optionally of one app, one environment or
+	// some states. A token limited to some apps must name one of them in
+	// `app`, and a token limited to some environments one of those in
+	// `env`, or the answer is 403.
 	//
 	// Corresponds with GET /api/v1/runs (the `ListRuns` operationId).
 	ListRuns(ctx context.Context, params *ListRunsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -1524,12 +1718,15 @@ type ClientInterface interface {
 	// | `abort` | any active run, or a queued one | traffic returns to stable; the run ends `aborted` |
 	// | `rollback` | any active run; a succeeded run that is still live | traffic returns to stable; after success, a new run returns to the previous version |
 	//
-	// An action the run's state does not allow is 409 Conflict.
+	// An action the run's state does not allow is 409 Conflict, with the run
+	// as it is now in `current`. An action that is not one of these is 404:
+	// the path names no resource. `approve` and `reject` need the `approve`
+	// scope, the others `deploy`.
 	//
 	// Takes any type of body and a specified content type.
 	//
 	// Corresponds with POST /api/v1/runs/{id}/actions/{action} (the `ActOnRun` operationId).
-	ActOnRunWithBody(ctx context.Context, id RunID, action RunAction, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+	ActOnRunWithBody(ctx context.Context, id RunID, action RunAction, params *ActOnRunParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// ActOnRun Pause, resume, promote, approve, reject, abort or roll back a run
 	//
@@ -1541,12 +1738,15 @@ type ClientInterface interface {
 	// | `abort` | any active run, or a queued one | traffic returns to stable; the run ends `aborted` |
 	// | `rollback` | any active run; a succeeded run that is still live | traffic returns to stable; after success, a new run returns to the previous version |
 	//
-	// An action the run's state does not allow is 409 Conflict.
+	// An action the run's state does not allow is 409 Conflict, with the run
+	// as it is now in `current`. An action that is not one of these is 404:
+	// the path names no resource. `approve` and `reject` need the `approve`
+	// scope, the others `deploy`.
 	//
 	// Takes a body of the `application/json` content type.
 	//
 	// Corresponds with POST /api/v1/runs/{id}/actions/{action} (the `ActOnRun` operationId).
-	ActOnRun(ctx context.Context, id RunID, action RunAction, body ActOnRunJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+	ActOnRun(ctx context.Context, id RunID, action RunAction, params *ActOnRunParams, body ActOnRunJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// ListRunDecisions Read a run's decisions
 	//
@@ -1559,6 +1759,15 @@ type ClientInterface interface {
 	//
 	// Every change to a run is an event, oldest first. To follow a run,
 	// pass the id of the last event seen as `after`.
+	//
+	// With `Accept: text/event-stream` the answer is a stream of
+	// server-sent events instead: each event's `id:` is the event's id and
+	// its `data:` the event as JSON. The stream starts after the
+	// `Last-Event-ID` header when there is one (so a reconnecting
+	// EventSource resumes where it stopped), after `after` otherwise. New
+	// events are sent as they are written, a comment is sent every 15
+	// seconds to keep the connection open, and the stream ends once the
+	// run has finished and all its events were sent.
 	//
 	// Corresponds with GET /api/v1/runs/{id}/events (the `ListRunEvents` operationId).
 	ListRunEvents(ctx context.Context, id RunID, params *ListRunEventsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -1597,14 +1806,18 @@ type ClientInterface interface {
 
 	// ListTokens List API tokens
 	//
-	// Lists the tokens, newest first. The secret itself is never shown again.
+	// Lists the tokens that are not revoked, expired ones included, ordered
+	// by name. The secret itself is never shown again. Needs an admin token
+	// without app or environment limits.
 	//
 	// Corresponds with GET /api/v1/tokens (the `ListTokens` operationId).
 	ListTokens(ctx context.Context, params *ListTokensParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// CreateTokenWithBody Create an API token
 	//
-	// Creates a token. Its secret is in the answer and never shown again; only a hash is stored.
+	// Creates a token for the user of the admin token that asks. Its secret
+	// is in the answer and never shown again; only a hash is stored. Needs
+	// an admin token without app or environment limits.
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -1613,7 +1826,9 @@ type ClientInterface interface {
 
 	// CreateToken Create an API token
 	//
-	// Creates a token. Its secret is in the answer and never shown again; only a hash is stored.
+	// Creates a token for the user of the admin token that asks. Its secret
+	// is in the answer and never shown again; only a hash is stored. Needs
+	// an admin token without app or environment limits.
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -1622,7 +1837,7 @@ type ClientInterface interface {
 
 	// RevokeToken Revoke an API token
 	//
-	// Revokes the token at once; requests carrying it are refused from now on.
+	// Revokes the token at once; requests carrying it are refused from now on. A token revoked already is 404.
 	//
 	// Corresponds with DELETE /api/v1/tokens/{id} (the `RevokeToken` operationId).
 	RevokeToken(ctx context.Context, id int64, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -1897,8 +2112,11 @@ func (c *Client) UpdateEnvironment(ctx context.Context, app AppSlug, env Environ
 // defaults and the run's own `params`; a plan that does not compile is
 // refused with every field at fault.
 //
-// A retry with the same `Idempotency-Key` answers 200 with the run the
-// first request created instead of starting a second one.
+// The `Idempotency-Key` is also kept with the run, per environment:
+// another token starting a run in the environment with a key a run
+// already has gets 200 with that run instead of starting a second one.
+// A retry by the same token replays the first answer (see the
+// conventions above).
 //
 // Takes any type of body and a specified content type.
 //
@@ -1924,8 +2142,11 @@ func (c *Client) CreateRunWithBody(ctx context.Context, app AppSlug, env Environ
 // defaults and the run's own `params`; a plan that does not compile is
 // refused with every field at fault.
 //
-// A retry with the same `Idempotency-Key` answers 200 with the run the
-// first request created instead of starting a second one.
+// The `Idempotency-Key` is also kept with the run, per environment:
+// another token starting a run in the environment with a key a run
+// already has gets 200 with that run instead of starting a second one.
+// A retry by the same token replays the first answer (see the
+// conventions above).
 //
 // Takes a body of the `application/json` content type.
 //
@@ -1961,7 +2182,10 @@ func (c *Client) GetOpenAPIDocument(ctx context.Context, reqEditors ...RequestEd
 
 // ListRuns List runs
 //
-// Lists runs, newest first, optionally of one app, one environment or some states.
+// Lists runs, newest first, optionally of one app, one environment or
+// some states. A token limited to some apps must name one of them in
+// `app`, and a token limited to some environments one of those in
+// `env`, or the answer is 403.
 //
 // Corresponds with GET /api/v1/runs (the `ListRuns` operationId).
 func (c *Client) ListRuns(ctx context.Context, params *ListRunsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -2001,13 +2225,16 @@ func (c *Client) GetRun(ctx context.Context, id RunID, reqEditors ...RequestEdit
 // | `abort` | any active run, or a queued one | traffic returns to stable; the run ends `aborted` |
 // | `rollback` | any active run; a succeeded run that is still live | traffic returns to stable; after success, a new run returns to the previous version |
 //
-// An action the run's state does not allow is 409 Conflict.
+// An action the run's state does not allow is 409 Conflict, with the run
+// as it is now in `current`. An action that is not one of these is 404:
+// the path names no resource. `approve` and `reject` need the `approve`
+// scope, the others `deploy`.
 //
 // Takes any type of body and a specified content type.
 //
 // Corresponds with POST /api/v1/runs/{id}/actions/{action} (the `ActOnRun` operationId).
-func (c *Client) ActOnRunWithBody(ctx context.Context, id RunID, action RunAction, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewActOnRunRequestWithBody(c.Server, id, action, contentType, body)
+func (c *Client) ActOnRunWithBody(ctx context.Context, id RunID, action RunAction, params *ActOnRunParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewActOnRunRequestWithBody(c.Server, id, action, params, contentType, body)
 	if err != nil {
 		return nil, err
 	}
@@ -2028,13 +2255,16 @@ func (c *Client) ActOnRunWithBody(ctx context.Context, id RunID, action RunActio
 // | `abort` | any active run, or a queued one | traffic returns to stable; the run ends `aborted` |
 // | `rollback` | any active run; a succeeded run that is still live | traffic returns to stable; after success, a new run returns to the previous version |
 //
-// An action the run's state does not allow is 409 Conflict.
+// An action the run's state does not allow is 409 Conflict, with the run
+// as it is now in `current`. An action that is not one of these is 404:
+// the path names no resource. `approve` and `reject` need the `approve`
+// scope, the others `deploy`.
 //
 // Takes a body of the `application/json` content type.
 //
 // Corresponds with POST /api/v1/runs/{id}/actions/{action} (the `ActOnRun` operationId).
-func (c *Client) ActOnRun(ctx context.Context, id RunID, action RunAction, body ActOnRunJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewActOnRunRequest(c.Server, id, action, body)
+func (c *Client) ActOnRun(ctx context.Context, id RunID, action RunAction, params *ActOnRunParams, body ActOnRunJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewActOnRunRequest(c.Server, id, action, params, body)
 	if err != nil {
 		return nil, err
 	}
@@ -2066,6 +2296,15 @@ func (c *Client) ListRunDecisions(ctx context.Context, id RunID, reqEditors ...R
 //
 // Every change to a run is an event, oldest first. To follow a run,
 // pass the id of the last event seen as `after`.
+//
+// With `Accept: text/event-stream` the answer is a stream of
+// server-sent events instead: each event's `id:` is the event's id and
+// its `data:` the event as JSON. The stream starts after the
+// `Last-Event-ID` header when there is one (so a reconnecting
+// EventSource resumes where it stopped), after `after` otherwise. New
+// events are sent as they are written, a comment is sent every 15
+// seconds to keep the connection open, and the stream ends once the
+// run has finished and all its events were sent.
 //
 // Corresponds with GET /api/v1/runs/{id}/events (the `ListRunEvents` operationId).
 func (c *Client) ListRunEvents(ctx context.Context, id RunID, params *ListRunEventsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -2134,7 +2373,9 @@ func (c *Client) IngestMetrics(ctx context.Context, id RunID, body IngestMetrics
 
 // ListTokens List API tokens
 //
-// Lists the tokens, newest first. The secret itself is never shown again.
+// Lists the tokens that are not revoked, expired ones included, ordered
+// by name. The secret itself is never shown again. Needs an admin token
+// without app or environment limits.
 //
 // Corresponds with GET /api/v1/tokens (the `ListTokens` operationId).
 func (c *Client) ListTokens(ctx context.Context, params *ListTokensParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -2151,7 +2392,9 @@ func (c *Client) ListTokens(ctx context.Context, params *ListTokensParams, reqEd
 
 // CreateTokenWithBody Create an API token
 //
-// Creates a token. Its secret is in the answer and never shown again; only a hash is stored.
+// Creates a token for the user of the admin token that asks. Its secret
+// is in the answer and never shown again; only a hash is stored. Needs
+// an admin token without app or environment limits.
 //
 // Takes any type of body and a specified content type.
 //
@@ -2170,7 +2413,9 @@ func (c *Client) CreateTokenWithBody(ctx context.Context, contentType string, bo
 
 // CreateToken Create an API token
 //
-// Creates a token. Its secret is in the answer and never shown again; only a hash is stored.
+// Creates a token for the user of the admin token that asks. Its secret
+// is in the answer and never shown again; only a hash is stored. Needs
+// an admin token without app or environment limits.
 //
 // Takes a body of the `application/json` content type.
 //
@@ -2189,7 +2434,7 @@ func (c *Client) CreateToken(ctx context.Context, body CreateTokenJSONRequestBod
 
 // RevokeToken Revoke an API token
 //
-// Revokes the token at once; requests carrying it are refused from now on.
+// Revokes the token at once; requests carrying it are refused from now on. A token revoked already is 404.
 //
 // Corresponds with DELETE /api/v1/tokens/{id} (the `RevokeToken` operationId).
 func (c *Client) RevokeToken(ctx context.Context, id int64, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -2888,18 +3133,18 @@ func NewGetRunRequest(server string, id RunID) (*http.Request, error) {
 }
 
 // NewActOnRunRequest calls the generic ActOnRun builder with application/json body
-func NewActOnRunRequest(server string, id RunID, action RunAction, body ActOnRunJSONRequestBody) (*http.Request, error) {
+func NewActOnRunRequest(server string, id RunID, action RunAction, params *ActOnRunParams, body ActOnRunJSONRequestBody) (*http.Request, error) {
 	var bodyReader io.Reader
 	buf, err := json.Marshal(body)
 	if err != nil {
 		return nil, err
 	}
 	bodyReader = bytes.NewReader(buf)
-	return NewActOnRunRequestWithBody(server, id, action, "application/json", bodyReader)
+	return NewActOnRunRequestWithBody(server, id, action, params, "application/json", bodyReader)
 }
 
 // NewActOnRunRequestWithBody constructs an http.Request for the ActOnRun method, with any body, and a specified content type
-func NewActOnRunRequestWithBody(server string, id RunID, action RunAction, contentType string, body io.Reader) (*http.Request, error) {
+func NewActOnRunRequestWithBody(server string, id RunID, action RunAction, params *ActOnRunParams, contentType string, body io.Reader) (*http.Request, error) {
 	var err error
 
 	var pathParam0 string
@@ -2937,6 +3182,21 @@ func NewActOnRunRequestWithBody(server string, id RunID, action RunAction, conte
 	}
 
 	req.Header.Add("Content-Type", contentType)
+
+	if params != nil {
+
+		if params.IdempotencyKey != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "Idempotency-Key", *params.IdempotencyKey, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("Idempotency-Key", headerParam0)
+		}
+
+	}
 
 	return req, nil
 }
@@ -3043,6 +3303,21 @@ func NewListRunEventsRequest(server string, id RunID, params *ListRunEventsParam
 	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
 	if err != nil {
 		return nil, err
+	}
+
+	if params != nil {
+
+		if params.LastEventID != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "Last-Event-ID", *params.LastEventID, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("Last-Event-ID", headerParam0)
+		}
+
 	}
 
 	return req, nil
@@ -3428,8 +3703,11 @@ type ClientWithResponsesInterface interface {
 	// defaults and the run's own `params`; a plan that does not compile is
 	// refused with every field at fault.
 	//
-	// A retry with the same `Idempotency-Key` answers 200 with the run the
-	// first request created instead of starting a second one.
+	// The `Idempotency-Key` is also kept with the run, per environment:
+	// another token starting a run in the environment with a key a run
+	// already has gets 200 with that run instead of starting a second one.
+	// A retry by the same token replays the first answer (see the
+	// conventions above).
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -3445,8 +3723,11 @@ type ClientWithResponsesInterface interface {
 	// defaults and the run's own `params`; a plan that does not compile is
 	// refused with every field at fault.
 	//
-	// A retry with the same `Idempotency-Key` answers 200 with the run the
-	// first request created instead of starting a second one.
+	// The `Idempotency-Key` is also kept with the run, per environment:
+	// another token starting a run in the environment with a key a run
+	// already has gets 200 with that run instead of starting a second one.
+	// A retry by the same token replays the first answer (see the
+	// conventions above).
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -3464,7 +3745,10 @@ type ClientWithResponsesInterface interface {
 
 	// ListRunsWithResponse List runs
 	//
-	// Lists runs, newest first, optionally of one app, one environment or some states.
+	// Lists runs, newest first, optionally of one app, one environment or
+	// some states. A token limited to some apps must name one of them in
+	// `app`, and a token limited to some environments one of those in
+	// `env`, or the answer is 403.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -3488,12 +3772,15 @@ type ClientWithResponsesInterface interface {
 	// | `abort` | any active run, or a queued one | traffic returns to stable; the run ends `aborted` |
 	// | `rollback` | any active run; a succeeded run that is still live | traffic returns to stable; after success, a new run returns to the previous version |
 	//
-	// An action the run's state does not allow is 409 Conflict.
+	// An action the run's state does not allow is 409 Conflict, with the run
+	// as it is now in `current`. An action that is not one of these is 404:
+	// the path names no resource. `approve` and `reject` need the `approve`
+	// scope, the others `deploy`.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with POST /api/v1/runs/{id}/actions/{action} (the `ActOnRun` operationId).
-	ActOnRunWithBodyWithResponse(ctx context.Context, id RunID, action RunAction, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*ActOnRunResponse, error)
+	ActOnRunWithBodyWithResponse(ctx context.Context, id RunID, action RunAction, params *ActOnRunParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*ActOnRunResponse, error)
 
 	// ActOnRunWithResponse Pause, resume, promote, approve, reject, abort or roll back a run
 	//
@@ -3505,12 +3792,15 @@ type ClientWithResponsesInterface interface {
 	// | `abort` | any active run, or a queued one | traffic returns to stable; the run ends `aborted` |
 	// | `rollback` | any active run; a succeeded run that is still live | traffic returns to stable; after success, a new run returns to the previous version |
 	//
-	// An action the run's state does not allow is 409 Conflict.
+	// An action the run's state does not allow is 409 Conflict, with the run
+	// as it is now in `current`. An action that is not one of these is 404:
+	// the path names no resource. `approve` and `reject` need the `approve`
+	// scope, the others `deploy`.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with POST /api/v1/runs/{id}/actions/{action} (the `ActOnRun` operationId).
-	ActOnRunWithResponse(ctx context.Context, id RunID, action RunAction, body ActOnRunJSONRequestBody, reqEditors ...RequestEditorFn) (*ActOnRunResponse, error)
+	ActOnRunWithResponse(ctx context.Context, id RunID, action RunAction, params *ActOnRunParams, body ActOnRunJSONRequestBody, reqEditors ...RequestEditorFn) (*ActOnRunResponse, error)
 
 	// ListRunDecisionsWithResponse Read a run's decisions
 	//
@@ -3525,6 +3815,15 @@ type ClientWithResponsesInterface interface {
 	//
 	// Every change to a run is an event, oldest first. To follow a run,
 	// pass the id of the last event seen as `after`.
+	//
+	// With `Accept: text/event-stream` the answer is a stream of
+	// server-sent events instead: each event's `id:` is the event's id and
+	// its `data:` the event as JSON. The stream starts after the
+	// `Last-Event-ID` header when there is one (so a reconnecting
+	// EventSource resumes where it stopped), after `after` otherwise. New
+	// events are sent as they are written, a comment is sent every 15
+	// seconds to keep the connection open, and the stream ends once the
+	// run has finished and all its events were sent.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -3565,7 +3864,9 @@ type ClientWithResponsesInterface interface {
 
 	// ListTokensWithResponse List API tokens
 	//
-	// Lists the tokens, newest first. The secret itself is never shown again.
+	// Lists the tokens that are not revoked, expired ones included, ordered
+	// by name. The secret itself is never shown again. Needs an admin token
+	// without app or environment limits.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -3574,7 +3875,9 @@ type ClientWithResponsesInterface interface {
 
 	// CreateTokenWithBodyWithResponse Create an API token
 	//
-	// Creates a token. Its secret is in the answer and never shown again; only a hash is stored.
+	// Creates a token for the user of the admin token that asks. Its secret
+	// is in the answer and never shown again; only a hash is stored. Needs
+	// an admin token without app or environment limits.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -3583,7 +3886,9 @@ type ClientWithResponsesInterface interface {
 
 	// CreateTokenWithResponse Create an API token
 	//
-	// Creates a token. Its secret is in the answer and never shown again; only a hash is stored.
+	// Creates a token for the user of the admin token that asks. Its secret
+	// is in the answer and never shown again; only a hash is stored. Needs
+	// an admin token without app or environment limits.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -3592,7 +3897,7 @@ type ClientWithResponsesInterface interface {
 
 	// RevokeTokenWithResponse Revoke an API token
 	//
-	// Revokes the token at once; requests carrying it are refused from now on.
+	// Revokes the token at once; requests carrying it are refused from now on. A token revoked already is 404.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -4345,6 +4650,8 @@ type CreateRunResponse struct {
 	ApplicationproblemJSON403 *Forbidden
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *NotFound
+	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
+	ApplicationproblemJSON409 *IdempotencyInFlight
 	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
 	ApplicationproblemJSON413 *PayloadTooLarge
 	// ApplicationproblemJSON415 the response for an HTTP 415 `application/problem+json` response
@@ -4385,6 +4692,11 @@ func (r CreateRunResponse) GetApplicationproblemJSON403() *Forbidden {
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
 func (r CreateRunResponse) GetApplicationproblemJSON404() *NotFound {
 	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
+func (r CreateRunResponse) GetApplicationproblemJSON409() *IdempotencyInFlight {
+	return r.ApplicationproblemJSON409
 }
 
 // GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
@@ -4483,6 +4795,8 @@ type ListRunsResponse struct {
 	ApplicationproblemJSON401 *Unauthorized
 	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
 	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFound
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -4503,6 +4817,11 @@ func (r ListRunsResponse) GetApplicationproblemJSON401() *Unauthorized {
 // GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
 func (r ListRunsResponse) GetApplicationproblemJSON403() *Forbidden {
 	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r ListRunsResponse) GetApplicationproblemJSON404() *NotFound {
+	return r.ApplicationproblemJSON404
 }
 
 // GetBody returns the raw response body bytes
@@ -4617,7 +4936,9 @@ type ActOnRunResponse struct {
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *NotFound
 	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
-	ApplicationproblemJSON409 *Conflict
+	ApplicationproblemJSON409 *RunConflictProblem
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *PayloadTooLarge
 	// ApplicationproblemJSON415 the response for an HTTP 415 `application/problem+json` response
 	ApplicationproblemJSON415 *UnsupportedMediaType
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
@@ -4650,8 +4971,13 @@ func (r ActOnRunResponse) GetApplicationproblemJSON404() *NotFound {
 }
 
 // GetApplicationproblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
-func (r ActOnRunResponse) GetApplicationproblemJSON409() *Conflict {
+func (r ActOnRunResponse) GetApplicationproblemJSON409() *RunConflictProblem {
 	return r.ApplicationproblemJSON409
+}
+
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r ActOnRunResponse) GetApplicationproblemJSON413() *PayloadTooLarge {
+	return r.ApplicationproblemJSON413
 }
 
 // GetApplicationproblemJSON415 returns the response for an HTTP 415 `application/problem+json` response
@@ -4983,6 +5309,11 @@ func (r ListTokensResponse) ContentType() string {
 	return ""
 }
 
+// CreateTokenResponse201Headers the declared response headers of an HTTP 201 response for CreateToken
+type CreateTokenResponse201Headers struct {
+	Location *string
+}
+
 type CreateTokenResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -4994,10 +5325,16 @@ type CreateTokenResponse struct {
 	ApplicationproblemJSON401 *Unauthorized
 	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
 	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
+	ApplicationproblemJSON409 *Conflict
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *PayloadTooLarge
 	// ApplicationproblemJSON415 the response for an HTTP 415 `application/problem+json` response
 	ApplicationproblemJSON415 *UnsupportedMediaType
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
 	ApplicationproblemJSON422 *ValidationFailed
+	// Headers201 the parsed response headers for an HTTP 201 response
+	Headers201 *CreateTokenResponse201Headers
 }
 
 // GetJSON201 returns the response for an HTTP 201 `application/json` response
@@ -5018,6 +5355,16 @@ func (r CreateTokenResponse) GetApplicationproblemJSON401() *Unauthorized {
 // GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
 func (r CreateTokenResponse) GetApplicationproblemJSON403() *Forbidden {
 	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
+func (r CreateTokenResponse) GetApplicationproblemJSON409() *Conflict {
+	return r.ApplicationproblemJSON409
+}
+
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r CreateTokenResponse) GetApplicationproblemJSON413() *PayloadTooLarge {
+	return r.ApplicationproblemJSON413
 }
 
 // GetApplicationproblemJSON415 returns the response for an HTTP 415 `application/problem+json` response
@@ -5348,8 +5695,11 @@ func (c *ClientWithResponses) UpdateEnvironmentWithResponse(ctx context.Context,
 // defaults and the run's own `params`; a plan that does not compile is
 // refused with every field at fault.
 //
-// A retry with the same `Idempotency-Key` answers 200 with the run the
-// first request created instead of starting a second one.
+// The `Idempotency-Key` is also kept with the run, per environment:
+// another token starting a run in the environment with a key a run
+// already has gets 200 with that run instead of starting a second one.
+// A retry by the same token replays the first answer (see the
+// conventions above).
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -5371,8 +5721,11 @@ func (c *ClientWithResponses) CreateRunWithBodyWithResponse(ctx context.Context,
 // defaults and the run's own `params`; a plan that does not compile is
 // refused with every field at fault.
 //
-// A retry with the same `Idempotency-Key` answers 200 with the run the
-// first request created instead of starting a second one.
+// The `Idempotency-Key` is also kept with the run, per environment:
+// another token starting a run in the environment with a key a run
+// already has gets 200 with that run instead of starting a second one.
+// A retry by the same token replays the first answer (see the
+// conventions above).
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
@@ -5402,7 +5755,10 @@ func (c *ClientWithResponses) GetOpenAPIDocumentWithResponse(ctx context.Context
 
 // ListRunsWithResponse List runs
 //
-// Lists runs, newest first, optionally of one app, one environment or some states.
+// Lists runs, newest first, optionally of one app, one environment or
+// some states. A token limited to some apps must name one of them in
+// `app`, and a token limited to some environments one of those in
+// `env`, or the answer is 403.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -5438,13 +5794,16 @@ func (c *ClientWithResponses) GetRunWithResponse(ctx context.Context, id RunID, 
 // | `abort` | any active run, or a queued one | traffic returns to stable; the run ends `aborted` |
 // | `rollback` | any active run; a succeeded run that is still live | traffic returns to stable; after success, a new run returns to the previous version |
 //
-// An action the run's state does not allow is 409 Conflict.
+// An action the run's state does not allow is 409 Conflict, with the run
+// as it is now in `current`. An action that is not one of these is 404:
+// the path names no resource. `approve` and `reject` need the `approve`
+// scope, the others `deploy`.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
 // Corresponds with POST /api/v1/runs/{id}/actions/{action} (the `ActOnRun` operationId).
-func (c *ClientWithResponses) ActOnRunWithBodyWithResponse(ctx context.Context, id RunID, action RunAction, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*ActOnRunResponse, error) {
-	rsp, err := c.ActOnRunWithBody(ctx, id, action, contentType, body, reqEditors...)
+func (c *ClientWithResponses) ActOnRunWithBodyWithResponse(ctx context.Context, id RunID, action RunAction, params *ActOnRunParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*ActOnRunResponse, error) {
+	rsp, err := c.ActOnRunWithBody(ctx, id, action, params, contentType, body, reqEditors...)
 	if err != nil {
 		return nil, err
 	}
@@ -5461,13 +5820,16 @@ func (c *ClientWithResponses) ActOnRunWithBodyWithResponse(ctx context.Context, 
 // | `abort` | any active run, or a queued one | traffic returns to stable; the run ends `aborted` |
 // | `rollback` | any active run; a succeeded run that is still live | traffic returns to stable; after success, a new run returns to the previous version |
 //
-// An action the run's state does not allow is 409 Conflict.
+// An action the run's state does not allow is 409 Conflict, with the run
+// as it is now in `current`. An action that is not one of these is 404:
+// the path names no resource. `approve` and `reject` need the `approve`
+// scope, the others `deploy`.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
 // Corresponds with POST /api/v1/runs/{id}/actions/{action} (the `ActOnRun` operationId).
-func (c *ClientWithResponses) ActOnRunWithResponse(ctx context.Context, id RunID, action RunAction, body ActOnRunJSONRequestBody, reqEditors ...RequestEditorFn) (*ActOnRunResponse, error) {
-	rsp, err := c.ActOnRun(ctx, id, action, body, reqEditors...)
+func (c *ClientWithResponses) ActOnRunWithResponse(ctx context.Context, id RunID, action RunAction, params *ActOnRunParams, body ActOnRunJSONRequestBody, reqEditors ...RequestEditorFn) (*ActOnRunResponse, error) {
+	rsp, err := c.ActOnRun(ctx, id, action, params, body, reqEditors...)
 	if err != nil {
 		return nil, err
 	}
@@ -5493,6 +5855,15 @@ func (c *ClientWithResponses) ListRunDecisionsWithResponse(ctx context.Context, 
 //
 // Every change to a run is an event, oldest first. To follow a run,
 // pass the id of the last event seen as `after`.
+//
+// With `Accept: text/event-stream` the answer is a stream of
+// server-sent events instead: each event's `id:` is the event's id and
+// its `data:` the event as JSON. The stream starts after the
+// `Last-Event-ID` header when there is one (so a reconnecting
+// EventSource resumes where it stopped), after `after` otherwise. New
+// events are sent as they are written, a comment is sent every 15
+// seconds to keep the connection open, and the stream ends once the
+// run has finished and all its events were sent.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -5551,7 +5922,9 @@ func (c *ClientWithResponses) IngestMetricsWithResponse(ctx context.Context, id 
 
 // ListTokensWithResponse List API tokens
 //
-// Lists the tokens, newest first. The secret itself is never shown again.
+// Lists the tokens that are not revoked, expired ones included, ordered
+// by name. The secret itself is never shown again. Needs an admin token
+// without app or environment limits.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -5566,7 +5939,9 @@ func (c *ClientWithResponses) ListTokensWithResponse(ctx context.Context, params
 
 // CreateTokenWithBodyWithResponse Create an API token
 //
-// Creates a token. Its secret is in the answer and never shown again; only a hash is stored.
+// Creates a token for the user of the admin token that asks. Its secret
+// is in the answer and never shown again; only a hash is stored. Needs
+// an admin token without app or environment limits.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -5581,7 +5956,9 @@ func (c *ClientWithResponses) CreateTokenWithBodyWithResponse(ctx context.Contex
 
 // CreateTokenWithResponse Create an API token
 //
-// Creates a token. Its secret is in the answer and never shown again; only a hash is stored.
+// Creates a token for the user of the admin token that asks. Its secret
+// is in the answer and never shown again; only a hash is stored. Needs
+// an admin token without app or environment limits.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
@@ -5596,7 +5973,7 @@ func (c *ClientWithResponses) CreateTokenWithResponse(ctx context.Context, body 
 
 // RevokeTokenWithResponse Revoke an API token
 //
-// Revokes the token at once; requests carrying it are refused from now on.
+// Revokes the token at once; requests carrying it are refused from now on. A token revoked already is 404.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -6283,6 +6660,13 @@ func ParseCreateRunResponse(rsp *http.Response) (*CreateRunResponse, error) {
 		}
 		response.ApplicationproblemJSON404 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
+		var dest IdempotencyInFlight
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON409 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
 		var dest PayloadTooLarge
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -6400,6 +6784,13 @@ func ParseListRunsResponse(rsp *http.Response) (*ListRunsResponse, error) {
 		}
 		response.ApplicationproblemJSON403 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
 	}
 
 	return response, nil
@@ -6509,11 +6900,18 @@ func ParseActOnRunResponse(rsp *http.Response) (*ActOnRunResponse, error) {
 		response.ApplicationproblemJSON404 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
-		var dest Conflict
+		var dest RunConflictProblem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.ApplicationproblemJSON409 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest PayloadTooLarge
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
 		var dest UnsupportedMediaType
@@ -6636,6 +7034,9 @@ func ParseListRunEventsResponse(rsp *http.Response) (*ListRunEventsResponse, err
 			return nil, err
 		}
 		response.ApplicationproblemJSON404 = &dest
+
+	case rsp.StatusCode == 200:
+		// Content-type (text/event-stream) unsupported
 
 	}
 
@@ -6806,6 +7207,20 @@ func ParseCreateTokenResponse(rsp *http.Response) (*CreateTokenResponse, error) 
 		}
 		response.ApplicationproblemJSON403 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
+		var dest Conflict
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON409 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest PayloadTooLarge
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
 		var dest UnsupportedMediaType
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -6820,6 +7235,19 @@ func ParseCreateTokenResponse(rsp *http.Response) (*CreateTokenResponse, error) 
 		}
 		response.ApplicationproblemJSON422 = &dest
 
+	}
+
+	switch {
+	case rsp.StatusCode == 201:
+		var headers CreateTokenResponse201Headers
+		if values := rsp.Header.Values("Location"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Location", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Location = &value
+		}
+		response.Headers201 = &headers
 	}
 
 	return response, nil

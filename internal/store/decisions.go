@@ -41,6 +41,16 @@ func (s *Store) ListDecisions(ctx context.Context, runID, afterID int64, limit i
 	return mapRows(rows, decisionFromRow), nil
 }
 
+// LatestDecision returns the newest decision on a run, or ErrNotFound when
+// it has none yet.
+func (s *Store) LatestDecision(ctx context.Context, runID int64) (Decision, error) {
+	row, err := s.q.DecisionLatestByRun(ctx, runID)
+	if err != nil {
+		return Decision{}, mapError(err)
+	}
+	return decisionFromRow(row), nil
+}
+
 func decisionFromRow(r sqlcdb.Decision) Decision {
 	return Decision{ID: r.ID, RunID: r.RunID, PhaseIndex: int(r.PhaseIndex), At: r.At, Verdict: r.Verdict, Explanation: r.Explanation, Record: r.Record}
 }

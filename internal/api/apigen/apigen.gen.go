@@ -37,6 +37,60 @@ func (e CohortMatchKind) Valid() bool {
 	}
 }
 
+// Defines values for DecisionVerdict.
+const (
+	DecisionVerdictContinue      DecisionVerdict = "continue"
+	DecisionVerdictInconclusive  DecisionVerdict = "inconclusive"
+	DecisionVerdictMonitorLonger DecisionVerdict = "monitor_longer"
+	DecisionVerdictRollback      DecisionVerdict = "rollback"
+	DecisionVerdictWarmingUp     DecisionVerdict = "warming_up"
+)
+
+// Valid indicates whether the value is a known member of the DecisionVerdict enum.
+func (e DecisionVerdict) Valid() bool {
+	switch e {
+	case DecisionVerdictContinue:
+		return true
+	case DecisionVerdictInconclusive:
+		return true
+	case DecisionVerdictMonitorLonger:
+		return true
+	case DecisionVerdictRollback:
+		return true
+	case DecisionVerdictWarmingUp:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for DecisionSummaryVerdict.
+const (
+	DecisionSummaryVerdictContinue      DecisionSummaryVerdict = "continue"
+	DecisionSummaryVerdictInconclusive  DecisionSummaryVerdict = "inconclusive"
+	DecisionSummaryVerdictMonitorLonger DecisionSummaryVerdict = "monitor_longer"
+	DecisionSummaryVerdictRollback      DecisionSummaryVerdict = "rollback"
+	DecisionSummaryVerdictWarmingUp     DecisionSummaryVerdict = "warming_up"
+)
+
+// Valid indicates whether the value is a known member of the DecisionSummaryVerdict enum.
+func (e DecisionSummaryVerdict) Valid() bool {
+	switch e {
+	case DecisionSummaryVerdictContinue:
+		return true
+	case DecisionSummaryVerdictInconclusive:
+		return true
+	case DecisionSummaryVerdictMonitorLonger:
+		return true
+	case DecisionSummaryVerdictRollback:
+		return true
+	case DecisionSummaryVerdictWarmingUp:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for FailurePolicy.
 const (
 	FailurePolicyPause    FailurePolicy = "pause"
@@ -130,6 +184,81 @@ func (e RunAction) Valid() bool {
 	case RunActionResume:
 		return true
 	case RunActionRollback:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for RunPhaseStatus.
+const (
+	RunPhaseStatusApplying         RunPhaseStatus = "applying"
+	RunPhaseStatusAwaitingApproval RunPhaseStatus = "awaiting_approval"
+	RunPhaseStatusBaking           RunPhaseStatus = "baking"
+	RunPhaseStatusFailed           RunPhaseStatus = "failed"
+	RunPhaseStatusPending          RunPhaseStatus = "pending"
+	RunPhaseStatusRolledBack       RunPhaseStatus = "rolled_back"
+	RunPhaseStatusSkipped          RunPhaseStatus = "skipped"
+	RunPhaseStatusSucceeded        RunPhaseStatus = "succeeded"
+)
+
+// Valid indicates whether the value is a known member of the RunPhaseStatus enum.
+func (e RunPhaseStatus) Valid() bool {
+	switch e {
+	case RunPhaseStatusApplying:
+		return true
+	case RunPhaseStatusAwaitingApproval:
+		return true
+	case RunPhaseStatusBaking:
+		return true
+	case RunPhaseStatusFailed:
+		return true
+	case RunPhaseStatusPending:
+		return true
+	case RunPhaseStatusRolledBack:
+		return true
+	case RunPhaseStatusSkipped:
+		return true
+	case RunPhaseStatusSucceeded:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for RunState.
+const (
+	RunStateAborted          RunState = "aborted"
+	RunStateAwaitingApproval RunState = "awaiting_approval"
+	RunStateFailed           RunState = "failed"
+	RunStatePaused           RunState = "paused"
+	RunStatePending          RunState = "pending"
+	RunStateRolledBack       RunState = "rolled_back"
+	RunStateRollingBack      RunState = "rolling_back"
+	RunStateRunning          RunState = "running"
+	RunStateSucceeded        RunState = "succeeded"
+)
+
+// Valid indicates whether the value is a known member of the RunState enum.
+func (e RunState) Valid() bool {
+	switch e {
+	case RunStateAborted:
+		return true
+	case RunStateAwaitingApproval:
+		return true
+	case RunStateFailed:
+		return true
+	case RunStatePaused:
+		return true
+	case RunStatePending:
+		return true
+	case RunStateRolledBack:
+		return true
+	case RunStateRollingBack:
+		return true
+	case RunStateRunning:
+		return true
+	case RunStateSucceeded:
 		return true
 	default:
 		return false
@@ -370,6 +499,53 @@ type CreateEnvironmentRequest struct {
 	Tier *Tier `json:"tier,omitempty"`
 }
 
+// CreateRunRequest defines model for CreateRunRequest.
+type CreateRunRequest struct {
+	// Params Strategy parameters overriding the environment's defaults field
+	// by field, plus an optional `thresholds` object overriding the
+	// environment's thresholds.
+	Params *map[string]interface{} `json:"params,omitempty"`
+
+	// Reason Why this version is deployed, for people.
+	Reason *string `json:"reason,omitempty"`
+
+	// Strategy How a run moves users to the new version.
+	Strategy *Strategy `json:"strategy,omitempty"`
+
+	// Version The version to deploy; it must differ from the stable version.
+	Version string `json:"version"`
+}
+
+// Decision One verdict of the rollback decision with every input that led to it.
+type Decision struct {
+	At          time.Time              `json:"at"`
+	Explanation string                 `json:"explanation"`
+	Id          int64                  `json:"id"`
+	PhaseIndex  int                    `json:"phase_index"`
+	Record      map[string]interface{} `json:"record"`
+	Verdict     DecisionVerdict        `json:"verdict"`
+}
+
+// DecisionVerdict defines model for Decision.Verdict.
+type DecisionVerdict string
+
+// DecisionList defines model for DecisionList.
+type DecisionList struct {
+	Items []Decision `json:"items"`
+}
+
+// DecisionSummary A verdict of the rollback decision without its record.
+type DecisionSummary struct {
+	At          time.Time              `json:"at"`
+	Explanation string                 `json:"explanation"`
+	Id          int64                  `json:"id"`
+	PhaseIndex  int                    `json:"phase_index"`
+	Verdict     DecisionSummaryVerdict `json:"verdict"`
+}
+
+// DecisionSummaryVerdict defines model for DecisionSummary.Verdict.
+type DecisionSummaryVerdict string
+
 // DriverConfig The driver that makes a run's desired state true, chosen by `type`,
 // with that driver's settings beside it. Only `simulator` is available
 // now; `webhook` and `nginx` are reserved and refused with 422 until
@@ -606,8 +782,172 @@ type RollingParams struct {
 	BatchSize *int `json:"batch_size,omitempty"`
 }
 
+// Run One deployment of a version of an app to one environment.
+type Run struct {
+	// App 1 to 63 lowercase letters, digits and hyphens, starting and ending with
+	// a letter or digit, as in a DNS label.
+	//
+	//
+	// Example: checkout
+	App       Slug      `json:"app"`
+	CreatedAt time.Time `json:"created_at"`
+
+	// CreatedBy Who started the run, such as `token:ci` or `user:alice`.
+	CreatedBy string `json:"created_by"`
+
+	// Environment 1 to 63 lowercase letters, digits and hyphens, starting and ending with
+	// a letter or digit, as in a DNS label.
+	//
+	//
+	// Example: checkout
+	Environment Slug `json:"environment"`
+
+	// ExpectedRollbackTime How long a rollback is expected to take, from the plan; null until the run starts.
+	ExpectedRollbackTime *Duration `json:"expected_rollback_time"`
+
+	// ExtraInfraShare The most extra capacity the run needs, as a share of the fleet, from the plan; 0 until the run starts.
+	ExtraInfraShare float64    `json:"extra_infra_share"`
+	FinishedAt      *time.Time `json:"finished_at"`
+
+	// FromVersion The stable version when the run was created; null on a first deploy.
+	FromVersion *string `json:"from_version"`
+	Id          int64   `json:"id"`
+
+	// LatestDecision The newest verdict of the rollback decision; null before the first.
+	LatestDecision *DecisionSummary `json:"latest_decision"`
+
+	// Params The strategy parameters the run was started with.
+	Params map[string]interface{} `json:"params"`
+
+	// Phase The name of the current phase; null until the run starts.
+	Phase      *string `json:"phase"`
+	PhaseIndex int     `json:"phase_index"`
+
+	// Phases The plan's phases with their progress; empty until the run starts.
+	Phases []RunPhase `json:"phases"`
+
+	// Plan The compiled plan, its phases and rollback; null until the run starts.
+	Plan *map[string]interface{} `json:"plan,omitempty"`
+
+	// Reason Why the run is in its state, for people.
+	Reason    string     `json:"reason"`
+	StartedAt *time.Time `json:"started_at"`
+
+	// State Where a run is: `pending` runs wait for the environment; `running`,
+	// `awaiting_approval`, `paused` and `rolling_back` are active; the rest
+	// are final.
+	State RunState `json:"state"`
+
+	// Strategy How a run moves users to the new version.
+	Strategy  Strategy  `json:"strategy"`
+	ToVersion string    `json:"to_version"`
+	UpdatedAt time.Time `json:"updated_at"`
+
+	// UsersExposed The share of users the candidate serves in the current phase; 0 until the run starts.
+	UsersExposed float64 `json:"users_exposed"`
+
+	// Version Grows with every change to the run.
+	Version int64 `json:"version"`
+
+	// Weights The current desired state: each version with its role, instances
+	// and share of traffic in percent. Empty until the run starts.
+	Weights []VersionWeight `json:"weights"`
+}
+
 // RunAction defines model for RunAction.
 type RunAction string
+
+// RunActionRequest defines model for RunActionRequest.
+type RunActionRequest struct {
+	// Comment Why, recorded with the action.
+	Comment *string `json:"comment,omitempty"`
+
+	// ToEnd With `promote`, skip straight to the last phase.
+	ToEnd *bool `json:"to_end,omitempty"`
+}
+
+// RunActionResult defines model for RunActionResult.
+type RunActionResult struct {
+	// Created One deployment of a version of an app to one environment.
+	Created *Run `json:"created,omitempty"`
+
+	// Run One deployment of a version of an app to one environment.
+	Run Run `json:"run"`
+}
+
+// RunConflictProblem An action the run's state does not allow, with the run as it is now.
+type RunConflictProblem struct {
+	// Current One deployment of a version of an app to one environment.
+	Current *Run `json:"current,omitempty"`
+
+	// Detail What went wrong with this request, for people.
+	Detail *string `json:"detail,omitempty"`
+
+	// Status The HTTP status code.
+	//
+	// Example: 404
+	Status int `json:"status"`
+
+	// Title The HTTP status text.
+	//
+	// Example: Not Found
+	Title string `json:"title"`
+
+	// Type Always `about:blank`; `status` and `title` say what went wrong.
+	//
+	// Example: about:blank
+	Type string `json:"type"`
+}
+
+// RunEvent One change to a run.
+type RunEvent struct {
+	// Actor Who caused it, such as `engine`, `token:ci` or `user:alice`.
+	Actor   string                 `json:"actor"`
+	At      time.Time              `json:"at"`
+	Id      int64                  `json:"id"`
+	Payload map[string]interface{} `json:"payload"`
+
+	// Type What happened, such as `run.created` or `run.phase_started`.
+	Type string `json:"type"`
+}
+
+// RunEventList defines model for RunEventList.
+type RunEventList struct {
+	Items []RunEvent `json:"items"`
+}
+
+// RunList defines model for RunList.
+type RunList struct {
+	Items []Run `json:"items"`
+
+	// NextCursor Present when there are more runs; pass it as `cursor` for the next page.
+	NextCursor *string `json:"next_cursor,omitempty"`
+}
+
+// RunPhase One phase of a run's plan with its progress.
+type RunPhase struct {
+	// Bake A length of time such as `"90s"`, `"5m"`, `"1h30m"`, `"24h"` or `"3d"`; a day is always 24 hours.
+	//
+	// Example: 5m
+	Bake Duration `json:"bake"`
+
+	// ExposedShare The share of users the candidate serves in this phase.
+	ExposedShare float64        `json:"exposed_share"`
+	FinishedAt   *time.Time     `json:"finished_at"`
+	Index        int            `json:"index"`
+	Kind         string         `json:"kind"`
+	Name         string         `json:"name"`
+	StartedAt    *time.Time     `json:"started_at"`
+	Status       RunPhaseStatus `json:"status"`
+}
+
+// RunPhaseStatus defines model for RunPhase.Status.
+type RunPhaseStatus string
+
+// RunState Where a run is: `pending` runs wait for the environment; `running`,
+// `awaiting_approval`, `paused` and `rolling_back` are active; the rest
+// are final.
+type RunState string
 
 // ShadowParams defines model for ShadowParams.
 type ShadowParams struct {
@@ -748,6 +1088,18 @@ type ValidationProblem struct {
 	Type string `json:"type"`
 }
 
+// VersionWeight One version in a desired state.
+type VersionWeight struct {
+	Instances int `json:"instances"`
+
+	// Role `stable`, `candidate` or another role the strategy gives it.
+	Role    string `json:"role"`
+	Version string `json:"version"`
+
+	// Weight The share of traffic in percent.
+	Weight int `json:"weight"`
+}
+
 // AppSlug 1 to 63 lowercase letters, digits and hyphens, starting and ending with
 // a letter or digit, as in a DNS label.
 //
@@ -762,6 +1114,9 @@ type Cursor = string
 //
 // Example: checkout
 type EnvironmentName = Slug
+
+// IdempotencyKey defines model for IdempotencyKey.
+type IdempotencyKey = string
 
 // IfMatch defines model for IfMatch.
 type IfMatch = string
@@ -780,6 +1135,9 @@ type Conflict = Problem
 
 // Forbidden An RFC 9457 problem document, the one error shape of the API.
 type Forbidden = Problem
+
+// IdempotencyInFlight An RFC 9457 problem document, the one error shape of the API.
+type IdempotencyInFlight = Problem
 
 // NotFound An RFC 9457 problem document, the one error shape of the API.
 type NotFound = Problem
@@ -822,6 +1180,52 @@ type UpdateEnvironmentParams struct {
 	IfMatch *IfMatch `json:"If-Match,omitempty"`
 }
 
+// CreateRunParams defines parameters for CreateRun.
+type CreateRunParams struct {
+	// IdempotencyKey A key unique to this request, such as the CI job id and step; a retry
+	// with the same key and body gets the first answer again instead of
+	// doing the request twice. See the conventions at the top.
+	IdempotencyKey *IdempotencyKey `json:"Idempotency-Key,omitempty"`
+}
+
+// ListRunsParams defines parameters for ListRuns.
+type ListRunsParams struct {
+	// App Only runs of the app with this slug.
+	App *Slug `form:"app,omitempty" json:"app,omitempty"`
+
+	// Env Only runs in the environment with this name; needs `app`.
+	Env *Slug `form:"env,omitempty" json:"env,omitempty"`
+
+	// State Only runs in one of these states, comma-separated.
+	State *[]RunState `form:"state,omitempty" json:"state,omitempty"`
+
+	// Cursor The `next_cursor` of the page before; leave it out for the first page.
+	Cursor *Cursor `form:"cursor,omitempty" json:"cursor,omitempty"`
+
+	// Limit The most items to return.
+	Limit *Limit `form:"limit,omitempty" json:"limit,omitempty"`
+}
+
+// ActOnRunParams defines parameters for ActOnRun.
+type ActOnRunParams struct {
+	// IdempotencyKey A key unique to this request, such as the CI job id and step; a retry
+	// with the same key and body gets the first answer again instead of
+	// doing the request twice. See the conventions at the top.
+	IdempotencyKey *IdempotencyKey `json:"Idempotency-Key,omitempty"`
+}
+
+// ListRunEventsParams defines parameters for ListRunEvents.
+type ListRunEventsParams struct {
+	// After Only events with a larger id.
+	After *int64 `form:"after,omitempty" json:"after,omitempty"`
+
+	// Limit The most items to return.
+	Limit *Limit `form:"limit,omitempty" json:"limit,omitempty"`
+
+	// LastEventID With `Accept: text/event-stream`, the id of the last event received; it wins over `after`.
+	LastEventID *string `json:"Last-Event-ID,omitempty"`
+}
+
 // CreateAppJSONRequestBody defines body for CreateApp for application/json ContentType.
 type CreateAppJSONRequestBody = CreateAppRequest
 
@@ -833,6 +1237,12 @@ type CreateEnvironmentJSONRequestBody = CreateEnvironmentRequest
 
 // UpdateEnvironmentJSONRequestBody defines body for UpdateEnvironment for application/json ContentType.
 type UpdateEnvironmentJSONRequestBody = UpdateEnvironmentRequest
+
+// CreateRunJSONRequestBody defines body for CreateRun for application/json ContentType.
+type CreateRunJSONRequestBody = CreateRunRequest
+
+// ActOnRunJSONRequestBody defines body for ActOnRun for application/json ContentType.
+type ActOnRunJSONRequestBody = RunActionRequest
 
 // ServerInterface represents all server handlers.
 type ServerInterface interface {
@@ -863,6 +1273,24 @@ type ServerInterface interface {
 	// UpdateEnvironment Change an environment
 	// (PATCH /api/v1/apps/{app}/environments/{env})
 	UpdateEnvironment(ctx echo.Context, app AppSlug, env EnvironmentName, params UpdateEnvironmentParams) error
+	// CreateRun Start a run
+	// (POST /api/v1/apps/{app}/environments/{env}/runs)
+	CreateRun(ctx echo.Context, app AppSlug, env EnvironmentName, params CreateRunParams) error
+	// ListRuns List runs
+	// (GET /api/v1/runs)
+	ListRuns(ctx echo.Context, params ListRunsParams) error
+	// GetRun Read a run
+	// (GET /api/v1/runs/{id})
+	GetRun(ctx echo.Context, id RunID) error
+	// ActOnRun Pause, resume, promote, approve, reject, abort or roll back a run
+	// (POST /api/v1/runs/{id}/actions/{action})
+	ActOnRun(ctx echo.Context, id RunID, action RunAction, params ActOnRunParams) error
+	// ListRunDecisions Read a run's decisions
+	// (GET /api/v1/runs/{id}/decisions)
+	ListRunDecisions(ctx echo.Context, id RunID) error
+	// ListRunEvents Read a run's events
+	// (GET /api/v1/runs/{id}/events)
+	ListRunEvents(ctx echo.Context, id RunID, params ListRunEventsParams) error
 }
 
 // ServerInterfaceWrapper converts echo contexts to parameters.
@@ -1068,6 +1496,221 @@ func (w *ServerInterfaceWrapper) UpdateEnvironment(ctx echo.Context) error {
 	return err
 }
 
+// CreateRun converts echo context to params.
+func (w *ServerInterfaceWrapper) CreateRun(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "app" -------------
+	var app AppSlug
+
+	err = runtime.BindStyledParameterWithOptions("simple", "app", ctx.Param("app"), &app, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter app: %s", err))
+	}
+
+	// ------------- Path parameter "env" -------------
+	var env EnvironmentName
+
+	err = runtime.BindStyledParameterWithOptions("simple", "env", ctx.Param("env"), &env, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter env: %s", err))
+	}
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params CreateRunParams
+
+	headers := ctx.Request().Header
+	// ------------- Optional header parameter "Idempotency-Key" -------------
+	if valueList, found := headers[http.CanonicalHeaderKey("Idempotency-Key")]; found {
+		var IdempotencyKey IdempotencyKey
+		n := len(valueList)
+		if n != 1 {
+			return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Expected one value for Idempotency-Key, got %d", n))
+		}
+
+		err = runtime.BindStyledParameterWithOptions("simple", "Idempotency-Key", valueList[0], &IdempotencyKey, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""})
+		if err != nil {
+			return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter Idempotency-Key: %s", err))
+		}
+
+		params.IdempotencyKey = &IdempotencyKey
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.CreateRun(ctx, app, env, params)
+	return err
+}
+
+// ListRuns converts echo context to params.
+func (w *ServerInterfaceWrapper) ListRuns(ctx echo.Context) error {
+	var err error
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params ListRunsParams
+	// ------------- Optional query parameter "app" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "app", ctx.QueryParams(), &params.App, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter app: %s", err))
+	}
+
+	// ------------- Optional query parameter "env" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "env", ctx.QueryParams(), &params.Env, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter env: %s", err))
+	}
+
+	// ------------- Optional query parameter "state" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", false, false, "state", ctx.QueryParams(), &params.State, runtime.BindQueryParameterOptions{Type: "array", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter state: %s", err))
+	}
+
+	// ------------- Optional query parameter "cursor" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "cursor", ctx.QueryParams(), &params.Cursor, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter cursor: %s", err))
+	}
+
+	// ------------- Optional query parameter "limit" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "limit", ctx.QueryParams(), &params.Limit, runtime.BindQueryParameterOptions{Type: "integer", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter limit: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.ListRuns(ctx, params)
+	return err
+}
+
+// GetRun converts echo context to params.
+func (w *ServerInterfaceWrapper) GetRun(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "id" -------------
+	var id RunID
+
+	err = runtime.BindStyledParameterWithOptions("simple", "id", ctx.Param("id"), &id, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "integer", Format: "int64", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter id: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.GetRun(ctx, id)
+	return err
+}
+
+// ActOnRun converts echo context to params.
+func (w *ServerInterfaceWrapper) ActOnRun(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "id" -------------
+	var id RunID
+
+	err = runtime.BindStyledParameterWithOptions("simple", "id", ctx.Param("id"), &id, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "integer", Format: "int64", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter id: %s", err))
+	}
+
+	// ------------- Path parameter "action" -------------
+	var action RunAction
+
+	err = runtime.BindStyledParameterWithOptions("simple", "action", ctx.Param("action"), &action, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter action: %s", err))
+	}
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params ActOnRunParams
+
+	headers := ctx.Request().Header
+	// ------------- Optional header parameter "Idempotency-Key" -------------
+	if valueList, found := headers[http.CanonicalHeaderKey("Idempotency-Key")]; found {
+		var IdempotencyKey IdempotencyKey
+		n := len(valueList)
+		if n != 1 {
+			return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Expected one value for Idempotency-Key, got %d", n))
+		}
+
+		err = runtime.BindStyledParameterWithOptions("simple", "Idempotency-Key", valueList[0], &IdempotencyKey, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""})
+		if err != nil {
+			return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter Idempotency-Key: %s", err))
+		}
+
+		params.IdempotencyKey = &IdempotencyKey
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.ActOnRun(ctx, id, action, params)
+	return err
+}
+
+// ListRunDecisions converts echo context to params.
+func (w *ServerInterfaceWrapper) ListRunDecisions(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "id" -------------
+	var id RunID
+
+	err = runtime.BindStyledParameterWithOptions("simple", "id", ctx.Param("id"), &id, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "integer", Format: "int64", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter id: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.ListRunDecisions(ctx, id)
+	return err
+}
+
+// ListRunEvents converts echo context to params.
+func (w *ServerInterfaceWrapper) ListRunEvents(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "id" -------------
+	var id RunID
+
+	err = runtime.BindStyledParameterWithOptions("simple", "id", ctx.Param("id"), &id, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "integer", Format: "int64", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter id: %s", err))
+	}
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params ListRunEventsParams
+	// ------------- Optional query parameter "after" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "after", ctx.QueryParams(), &params.After, runtime.BindQueryParameterOptions{Type: "integer", Format: "int64"})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter after: %s", err))
+	}
+
+	// ------------- Optional query parameter "limit" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "limit", ctx.QueryParams(), &params.Limit, runtime.BindQueryParameterOptions{Type: "integer", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter limit: %s", err))
+	}
+
+	headers := ctx.Request().Header
+	// ------------- Optional header parameter "Last-Event-ID" -------------
+	if valueList, found := headers[http.CanonicalHeaderKey("Last-Event-ID")]; found {
+		var LastEventID string
+		n := len(valueList)
+		if n != 1 {
+			return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Expected one value for Last-Event-ID, got %d", n))
+		}
+
+		err = runtime.BindStyledParameterWithOptions("simple", "Last-Event-ID", valueList[0], &LastEventID, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""})
+		if err != nil {
+			return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter Last-Event-ID: %s", err))
+		}
+
+		params.LastEventID = &LastEventID
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.ListRunEvents(ctx, id, params)
+	return err
+}
+
 // This is a simple interface which specifies echo.Route addition functions which
 // are present on both echo.Echo and echo.Group, since we want to allow using
 // either of them for path registration
@@ -1124,5 +1767,11 @@ func RegisterHandlersWithOptions(router EchoRouter, si ServerInterface, options 
 	router.POST(options.BaseURL+"/api/v1/apps/:app/environments", wrapper.CreateEnvironment, options.OperationMiddlewares["createEnvironment"]...)
 	router.GET(options.BaseURL+"/api/v1/apps/:app/environments/:env", wrapper.GetEnvironment, options.OperationMiddlewares["getEnvironment"]...)
 	router.PATCH(options.BaseURL+"/api/v1/apps/:app/environments/:env", wrapper.UpdateEnvironment, options.OperationMiddlewares["updateEnvironment"]...)
+	router.POST(options.BaseURL+"/api/v1/apps/:app/environments/:env/runs", wrapper.CreateRun, options.OperationMiddlewares["createRun"]...)
+	router.GET(options.BaseURL+"/api/v1/runs", wrapper.ListRuns, options.OperationMiddlewares["listRuns"]...)
+	router.GET(options.BaseURL+"/api/v1/runs/:id", wrapper.GetRun, options.OperationMiddlewares["getRun"]...)
+	router.POST(options.BaseURL+"/api/v1/runs/:id/actions/:action", wrapper.ActOnRun, options.OperationMiddlewares["actOnRun"]...)
+	router.GET(options.BaseURL+"/api/v1/runs/:id/events", wrapper.ListRunEvents, options.OperationMiddlewares["listRunEvents"]...)
+	router.GET(options.BaseURL+"/api/v1/runs/:id/decisions", wrapper.ListRunDecisions, options.OperationMiddlewares["listRunDecisions"]...)
 
 }

@@ -48,6 +48,25 @@ func (q *Queries) DecisionInsert(ctx context.Context, arg DecisionInsertParams) 
 	return i, err
 }
 
+const decisionLatestByRun = `-- name: DecisionLatestByRun :one
+SELECT id, run_id, phase_index, at, verdict, explanation, record FROM decisions WHERE run_id = $1 ORDER BY id DESC LIMIT 1
+`
+
+func (q *Queries) DecisionLatestByRun(ctx context.Context, runID int64) (Decision, error) {
+	row := q.db.QueryRow(ctx, decisionLatestByRun, runID)
+	var i Decision
+	err := row.Scan(
+		&i.ID,
+		&i.RunID,
+		&i.PhaseIndex,
+		&i.At,
+		&i.Verdict,
+		&i.Explanation,
+		&i.Record,
+	)
+	return i, err
+}
+
 const decisionListByRun = `-- name: DecisionListByRun :many
 SELECT id, run_id, phase_index, at, verdict, explanation, record FROM decisions
 WHERE run_id = $1 AND id > $2

@@ -76,6 +76,19 @@ type Environment struct {
 	UpdatedAt             time.Time
 }
 
+type IdempotencyKey struct {
+	TokenID      int64
+	Method       string
+	Path         string
+	Key          string
+	RequestHash  []byte
+	Status       pgtype.Int4
+	Location     string
+	ResponseBody []byte
+	CreatedAt    time.Time
+	CompletedAt  *time.Time
+}
+
 type MetricWindow struct {
 	RunID       int64
 	Cohort      string
