@@ -54,7 +54,7 @@ type server struct {
 	err  error
 }
 
-func startServer(t *testing.T, env []string, args ...string) *server {
+func startServer(t testing.TB, env []string, args ...string) *server {
 	t.Helper()
 	port, err := pgcluster.FreePort()
 	require.NoError(t, err)
@@ -104,7 +104,7 @@ func startServer(t *testing.T, env []string, args ...string) *server {
 	return s
 }
 
-func (s *server) get(t *testing.T, path string) (int, string) {
+func (s *server) get(t testing.TB, path string) (int, string) {
 	t.Helper()
 	resp, err := http.Get(s.url + path)
 	require.NoError(t, err)
