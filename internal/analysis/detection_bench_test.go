@@ -46,7 +46,7 @@ const (
 	// as never detecting the fault; it is also the length of a healthy run.
 	detectionCap = 30 * time.Minute
 	// detectionStep is the length of one metric window and the evaluation
-	// interval of every rule: 10 s, Flagger's interval in the issue.
+	// interval of every rule: 10 s, the Flagger interval being compared.
 	detectionStep = 10 * time.Second
 	// detectionRuns is how many seeded streams each scenario simulates.
 	detectionRuns = 1000
@@ -436,8 +436,8 @@ func BenchmarkDetection(b *testing.B) {
 	b.Log(strings.TrimSuffix(detectionTable(reports), "\n"))
 }
 
-// detectionTable renders the side-by-side comparison and the goals of the
-// issue: median ≤ 30 s, false rollbacks ≤ 1%, and at least 3× faster than
+// detectionTable renders the side-by-side comparison and Flightdeck's goals
+// for detection: median ≤ 30 s, false rollbacks ≤ 1%, and at least 3× faster than
 // Flagger's rule at an equal or lower false-rollback rate.
 func detectionTable(reports []ruleReport) string {
 	var sb strings.Builder

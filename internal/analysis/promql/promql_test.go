@@ -30,7 +30,7 @@ import (
 	"github.com/flightdeckhq/flightdeck/internal/engine/plan"
 )
 
-// The configuration from the issue, with every metric written out.
+// A full configuration, with every metric written out.
 const fullConfig = `{
 	"type": "prometheus",
 	"url": "http://127.0.0.1:9090",
