@@ -28,6 +28,8 @@ type Config struct {
 	LogLevel string
 	// ShutdownTimeout bounds each step of an orderly shutdown.
 	ShutdownTimeout time.Duration
+	// MetricsRetention is how long metric windows are kept.
+	MetricsRetention time.Duration
 	// AdminToken, when set, is made a working admin API token at start, so
 	// that a fresh installation can be driven by scripts from the first
 	// minute.
@@ -46,6 +48,7 @@ func (c Config) LogValue() slog.Value {
 		slog.String("data_dir", c.DataDir),
 		slog.String("log_level", c.LogLevel),
 		slog.Duration("shutdown_timeout", c.ShutdownTimeout),
+		slog.Duration("metrics_retention", c.MetricsRetention),
 		slog.String("admin_token", maskToken(c.AdminToken)),
 	)
 }
@@ -118,6 +121,11 @@ func parseConfigWith(name string, args []string, getenv func(string) string, out
 	fs.StringVar(&c.LogLevel, "log-level", get("FLIGHTDECK_LOG_LEVEL", "info"), "debug, info, warn or error (FLIGHTDECK_LOG_LEVEL)")
 	fs.StringVar(&c.AdminToken, "admin-token", get("FLIGHTDECK_ADMIN_TOKEN", ""), "API token made an admin token at start; prefer the environment, which other users cannot read (FLIGHTDECK_ADMIN_TOKEN, FLIGHTDECK_ADMIN_TOKEN_FILE)")
 	timeout := get("FLIGHTDECK_SHUTDOWN_TIMEOUT", "15s")
+	retention := get("FLIGHTDECK_METRICS_RETENTION", "720h")
+	fs.Func("metrics-retention", "how long metric windows are kept (FLIGHTDECK_METRICS_RETENTION, default 720h)", func(v string) error {
+		retention = v
+		return nil
+	})
 	fs.Func("shutdown-timeout", "time allowed for each shutdown step (FLIGHTDECK_SHUTDOWN_TIMEOUT, default 15s)", func(s string) error {
 		timeout = s
 		return nil
@@ -139,6 +147,11 @@ func parseConfigWith(name string, args []string, getenv func(string) string, out
 		return Config{}, fmt.Errorf("invalid shutdown timeout %q: want a positive duration such as 15s", timeout)
 	}
 	c.ShutdownTimeout = d
+	r, err := time.ParseDuration(retention)
+	if err != nil || r < time.Hour {
+		return Config{}, fmt.Errorf("invalid metrics retention %q: want a duration of at least 1h, such as 720h", retention)
+	}
+	c.MetricsRetention = r
 	if _, err := parseLevel(c.LogLevel); err != nil {
 		return Config{}, err
 	}

@@ -21,7 +21,7 @@ func TestConfigDefaultsRunLocally(t *testing.T) {
 	t.Parallel()
 	c, err := parseConfig("serve", nil, env(nil), io.Discard)
 	require.NoError(t, err)
-	require.Equal(t, Config{Addr: ":8080", DataDir: "./.flightdeck", LogLevel: "info", ShutdownTimeout: 15 * time.Second}, c)
+	require.Equal(t, Config{Addr: ":8080", DataDir: "./.flightdeck", LogLevel: "info", ShutdownTimeout: 15 * time.Second, MetricsRetention: 720 * time.Hour}, c)
 }
 
 func TestConfigFlagsWinOverEnvironment(t *testing.T) {
@@ -60,6 +60,7 @@ func TestConfigRejectsBadValues(t *testing.T) {
 		"unknown flag":     {args: []string{"--port", "1"}, want: "flag provided but not defined: -port"},
 		"stray argument":   {args: []string{"extra"}, want: `unexpected argument "extra"`},
 		"empty address":    {args: []string{"--addr", ""}, want: "listen address"},
+		"short retention":  {args: []string{"--metrics-retention", "5m"}, want: `invalid metrics retention "5m"`},
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()

@@ -146,6 +146,12 @@ func serve(ctx context.Context, cfg Config, pool *pgxpool.Pool, logger *slog.Log
 	// before the notifier and the pool.
 	defer eng.Stop()
 
+	retention := store.NewRetention(st, store.RetentionConfig{MetricWindows: cfg.MetricsRetention, Logger: logger})
+	if err := retention.Start(ctx); err != nil {
+		return fmt.Errorf("starting retention: %w", err)
+	}
+	defer retention.Stop()
+
 	handler := api.New(api.Config{Logger: logger, Readiness: st, Catalog: st, Resources: st, Tokens: st, TokenAdmin: st, Runs: eng, RunStore: st, Ingest: push.NewIngester(st, nil), Gatherer: reg, Registerer: reg})
 
 	ln, err := net.Listen("tcp", cfg.Addr)
