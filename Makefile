@@ -31,7 +31,7 @@ OPENAPI_GEN := internal/api/apigen/apigen.gen.go:internal/api/apigen/cfg.yaml \
 .PHONY: generate
 generate: ## Regenerate sqlc, templ and OpenAPI code
 	$(GO) tool sqlc generate
-	$(GO) tool templ generate -path web/templates
+	$(GO) tool templ generate
 	@for pair in $(OPENAPI_GEN); do \
 		echo "$(GO) tool oapi-codegen -config $${pair#*:} -o $${pair%%:*} $(OPENAPI)"; \
 		$(GO) tool oapi-codegen -config "$${pair#*:}" -o "$${pair%%:*}" $(OPENAPI) || exit 1; \
@@ -40,10 +40,10 @@ generate: ## Regenerate sqlc, templ and OpenAPI code
 .PHONY: check-generated
 check-generated: ## Fail when regenerating would change a committed file
 	@$(GO) tool sqlc diff || { echo "sqlc output is stale: run 'make generate' and commit" >&2; exit 1; }
-	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
-	cp -R web/templates "$$tmp/templates" && \
-	$(GO) tool templ generate -path "$$tmp/templates" >/dev/null 2>&1 && \
-	diff -r web/templates "$$tmp/templates" >/dev/null || \
+	@templ=$$($(GO) tool -n templ) && tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	mkdir -p "$$tmp/web" && cp -R web/templates "$$tmp/web/templates" && \
+	(cd "$$tmp" && "$$templ" generate >/dev/null 2>&1) && \
+	diff -r web/templates "$$tmp/web/templates" >/dev/null || \
 	{ echo "templ output is stale: run 'make generate' and commit" >&2; exit 1; }
 	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
 	for pair in $(OPENAPI_GEN); do \
