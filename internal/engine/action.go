@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -70,7 +71,7 @@ func (e *Engine) Act(ctx context.Context, runID int64, req ActionRequest) (Actio
 	if !valid {
 		return ActionResult{}, &plan.ValidationError{Errors: []plan.FieldError{{Field: "action", Message: fmt.Sprintf("unknown action %q", req.Action)}}}
 	}
-	req.Actor = cmpOr(req.Actor, "system")
+	req.Actor = cmp.Or(req.Actor, "system")
 	for attempt := 0; ; attempt++ {
 		run, err := e.store.Run(ctx, runID)
 		if err != nil {
@@ -86,13 +87,6 @@ func (e *Engine) Act(ctx context.Context, runID int64, req ActionRequest) (Actio
 		}
 		return res, err
 	}
-}
-
-func cmpOr(s, fallback string) string {
-	if s == "" {
-		return fallback
-	}
-	return s
 }
 
 func (e *Engine) act(ctx context.Context, run store.Run, req ActionRequest) (ActionResult, error) {

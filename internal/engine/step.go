@@ -63,14 +63,12 @@ func (e *Engine) commit(ctx context.Context, run store.Run, ev store.Event, extr
 		ev.Actor = "engine"
 	}
 	return e.store.WithTx(ctx, func(tx *store.Store) error {
-		updated, err := tx.UpdateRun(ctx, run, ev)
-		if err != nil {
+		if _, err := tx.UpdateRun(ctx, run, ev); err != nil {
 			return err
 		}
 		if extra != nil {
 			return extra(tx)
 		}
-		_ = updated
 		return nil
 	})
 }
