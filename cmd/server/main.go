@@ -152,7 +152,7 @@ func serve(ctx context.Context, cfg Config, pool *pgxpool.Pool, logger *slog.Log
 	}
 	defer retention.Stop()
 
-	handler := api.New(api.Config{Logger: logger, Readiness: st, Catalog: st, Resources: st, Tokens: st, TokenAdmin: st, Runs: eng, RunStore: st, Ingest: push.NewIngester(st, nil), Gatherer: reg, Registerer: reg})
+	handler := api.New(api.Config{Logger: logger, Readiness: st, Resources: st, Tokens: st, TokenAdmin: st, Runs: eng, RunStore: st, Ingest: push.NewIngester(st, nil), Gatherer: reg, Registerer: reg})
 
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {

@@ -27,7 +27,7 @@ func TestTheAPINeedsATokenWithTheRightScope(t *testing.T) {
 	st := store.New(dbtest.New(t), store.Options{})
 	reg := prometheus.NewRegistry()
 	h := api.New(api.Config{
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Readiness: readiness{}, Catalog: st,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Readiness: readiness{},
 		Resources: st, Tokens: st, Ingest: push.NewIngester(st, nil), Gatherer: reg, Registerer: reg,
 	})
 	admin, err := st.EnsureAdminUser(ctx, "admin")

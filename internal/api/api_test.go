@@ -16,7 +16,6 @@ import (
 
 	"github.com/flightdeckhq/flightdeck/internal/api"
 	"github.com/flightdeckhq/flightdeck/internal/dbtest"
-	"github.com/flightdeckhq/flightdeck/internal/store"
 )
 
 func TestMain(m *testing.M) { dbtest.Main(m) }
@@ -29,12 +28,12 @@ type readiness struct {
 func (r readiness) Ping(context.Context) error                      { return r.pingErr }
 func (r readiness) MigrationsPending(context.Context) (bool, error) { return r.pending, nil }
 
-func newHandler(t *testing.T, ready api.Readiness, catalog api.Catalog) http.Handler {
+func newHandler(t *testing.T, ready api.Readiness) http.Handler {
 	t.Helper()
 	reg := prometheus.NewRegistry()
 	return api.New(api.Config{
 		Logger:    slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Readiness: ready, Catalog: catalog, Gatherer: reg, Registerer: reg,
+		Readiness: ready, Gatherer: reg, Registerer: reg,
 	})
 }
 
@@ -57,7 +56,7 @@ func TestReadinessFollowsTheDatabase(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			h := newHandler(t, tc.ready, nil)
+			h := newHandler(t, tc.ready)
 			rec := get(h, "/readyz")
 			require.Equal(t, tc.status, rec.Code)
 			require.Contains(t, rec.Body.String(), tc.detail)
@@ -69,46 +68,13 @@ func TestReadinessFollowsTheDatabase(t *testing.T) {
 
 func TestRequestsGetAnID(t *testing.T) {
 	t.Parallel()
-	rec := get(newHandler(t, readiness{}, nil), "/healthz")
+	rec := get(newHandler(t, readiness{}), "/healthz")
 	require.NotEmpty(t, rec.Header().Get("X-Request-Id"))
-}
-
-func TestOverviewListsAppsAndEnvironments(t *testing.T) {
-	t.Parallel()
-	ctx := context.Background()
-	s := store.New(dbtest.New(t), store.Options{})
-	h := newHandler(t, readiness{}, s)
-
-	doc := parse(t, get(h, "/"))
-	require.NotNil(t, byTestID(doc, "no-apps"), "an empty install says how to begin")
-
-	app, err := s.CreateApp(ctx, store.NewApp{Slug: "checkout", Name: "Checkout"})
-	require.NoError(t, err)
-	env, err := s.CreateEnvironment(ctx, store.Environment{AppID: app.ID, Name: "production", Tier: "production"})
-	require.NoError(t, err)
-	env.StableVersion = "v1.4.2"
-	_, err = s.UpdateEnvironment(ctx, env)
-	require.NoError(t, err)
-	_, err = s.CreateEnvironment(ctx, store.Environment{AppID: app.ID, Name: "staging", Tier: "staging"})
-	require.NoError(t, err)
-	_, err = s.CreateApp(ctx, store.NewApp{Slug: "search", Name: "Search"})
-	require.NoError(t, err)
-
-	rec := get(h, "/")
-	require.Equal(t, http.StatusOK, rec.Code)
-	require.Contains(t, rec.Header().Get("Content-Type"), "text/html")
-	doc = parse(t, rec)
-	require.Nil(t, byTestID(doc, "no-apps"))
-	prod := byTestID(doc, "env-checkout-production")
-	require.NotNil(t, prod)
-	require.Contains(t, text(prod), "v1.4.2")
-	require.Contains(t, text(byTestID(doc, "env-checkout-staging")), "not deployed")
-	require.Contains(t, text(byTestID(doc, "app-search")), "no environments")
 }
 
 func TestStaticFilesAreServed(t *testing.T) {
 	t.Parallel()
-	rec := get(newHandler(t, readiness{}, nil), "/static/app.css")
+	rec := get(newHandler(t, readiness{}), "/static/app.css")
 	require.Equal(t, http.StatusOK, rec.Code)
 	require.Contains(t, rec.Body.String(), "--bg")
 }

@@ -56,7 +56,7 @@ func restSetup(t *testing.T) *restAPI {
 	reg := prometheus.NewRegistry()
 	h := api.New(api.Config{
 		Logger:    slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Readiness: readiness{}, Catalog: s, Resources: s, Gatherer: reg, Registerer: reg,
+		Readiness: readiness{}, Resources: s, Gatherer: reg, Registerer: reg,
 	})
 	return &restAPI{t: t, handler: h, store: s}
 }

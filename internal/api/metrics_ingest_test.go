@@ -45,7 +45,7 @@ func ingestSetup(t testing.TB) (http.Handler, *store.Store, store.Run) {
 	reg := prometheus.NewRegistry()
 	h := api.New(api.Config{
 		Logger:    slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Readiness: readiness{}, Catalog: s, Gatherer: reg, Registerer: reg,
+		Readiness: readiness{}, Gatherer: reg, Registerer: reg,
 		Ingest: push.NewIngester(s, func() time.Time { return runCreated.Add(time.Hour) }),
 	})
 	return h, s, run

@@ -47,5 +47,5 @@ func (h *homeHandlers) home(c echo.Context) error {
 		}
 		after = apps[len(apps)-1].Slug
 	}
-	return render(c, http.StatusOK, templates.Home(rows))
+	return render(c, http.StatusOK, templates.Home(pageFor(c, "Overview", "overview"), rows))
 }

@@ -68,7 +68,7 @@ func runSetup(t *testing.T) *runAPI {
 	require.NoError(t, err)
 	reg := prometheus.NewRegistry()
 	h := api.New(api.Config{
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Readiness: readiness{}, Catalog: st,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Readiness: readiness{},
 		Resources: st, Tokens: st, Runs: eng, RunStore: st, Gatherer: reg, Registerer: reg,
 	})
 	app, err := st.CreateApp(ctx, store.NewApp{Slug: "shop", Name: "Shop"})

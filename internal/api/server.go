@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/alexedwards/scs/v2"
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
 	"github.com/prometheus/client_golang/prometheus"
@@ -30,8 +31,6 @@ type Readiness interface {
 type Config struct {
 	Logger    *slog.Logger
 	Readiness Readiness
-	// Catalog feeds the overview page.
-	Catalog Catalog
 	// Gatherer serves /metrics; it must include what Registerer registers.
 	Gatherer   prometheus.Gatherer
 	Registerer prometheus.Registerer
@@ -50,6 +49,15 @@ type Config struct {
 	// Tokens authenticates the REST API. The server always sets it; tests
 	// of handlers alone may leave it nil.
 	Tokens TokenLookup
+	// Sessions and Members sign people in to the pages; without them the
+	// pages are not served.
+	Sessions *scs.SessionManager
+	Members  Members
+	// Pages is what the pages read and change beyond the above.
+	Pages PageStore
+	// SecureCookies marks cookies Secure with the __Host- prefix; set it
+	// when people reach the server over TLS.
+	SecureCookies bool
 }
 
 // New returns the HTTP handler with every route and middleware installed.
@@ -72,8 +80,9 @@ func New(cfg Config) *echo.Echo {
 	e.GET("/healthz", h.healthz)
 	e.GET("/readyz", h.readyz)
 	e.StaticFS("/static", echo.MustSubFS(static.Files, "."))
-	home := &homeHandlers{catalog: cfg.Catalog}
-	e.GET("/", home.home)
+	if cfg.Sessions != nil && cfg.Members != nil {
+		registerPages(e, cfg)
+	}
 	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{})))
 	if cfg.Ingest != nil {
 		e.POST(metricsRoute, (&metricsIngestHandlers{ingest: cfg.Ingest}).ingestMetrics)

@@ -37,7 +37,7 @@ func tokenSetup(t *testing.T) *tokenAPI {
 	st := store.New(dbtest.New(t), store.Options{})
 	reg := prometheus.NewRegistry()
 	e := api.New(api.Config{
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Readiness: readiness{}, Catalog: st,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Readiness: readiness{},
 		Resources: st, Tokens: st, Gatherer: reg, Registerer: reg,
 	})
 	api.RegisterTokenRoutes(e, st)

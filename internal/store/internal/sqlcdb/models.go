@@ -46,6 +46,18 @@ type Approval struct {
 	At         time.Time
 }
 
+type AuditEvent struct {
+	ID          int64
+	At          time.Time
+	Actor       string
+	Action      string
+	App         string
+	Environment string
+	Detail      string
+	RemoteAddr  string
+	UserAgent   string
+}
+
 type Decision struct {
 	ID          int64
 	RunID       int64
@@ -102,6 +114,15 @@ type MetricWindow struct {
 	P99         pgtype.Float8
 }
 
+type RoleBinding struct {
+	ID          int64
+	UserID      int64
+	App         string
+	Environment string
+	Role        string
+	CreatedAt   time.Time
+}
+
 type Run struct {
 	ID                   int64
 	AppID                int64
@@ -156,6 +177,12 @@ type RunPhase struct {
 	BakeSeconds int64
 	StartedAt   *time.Time
 	FinishedAt  *time.Time
+}
+
+type Session struct {
+	Token  string
+	Data   []byte
+	Expiry time.Time
 }
 
 type User struct {

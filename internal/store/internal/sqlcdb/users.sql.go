@@ -10,6 +10,150 @@ import (
 	"time"
 )
 
+const roleBindingDelete = `-- name: RoleBindingDelete :execrows
+DELETE FROM role_bindings WHERE id = $1
+`
+
+func (q *Queries) RoleBindingDelete(ctx context.Context, id int64) (int64, error) {
+	result, err := q.db.Exec(ctx, roleBindingDelete, id)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
+}
+
+const roleBindingListAll = `-- name: RoleBindingListAll :many
+SELECT id, user_id, app, environment, role, created_at FROM role_bindings ORDER BY user_id, app, environment
+`
+
+func (q *Queries) RoleBindingListAll(ctx context.Context) ([]RoleBinding, error) {
+	rows, err := q.db.Query(ctx, roleBindingListAll)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []RoleBinding{}
+	for rows.Next() {
+		var i RoleBinding
+		if err := rows.Scan(
+			&i.ID,
+			&i.UserID,
+			&i.App,
+			&i.Environment,
+			&i.Role,
+			&i.CreatedAt,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const roleBindingListByUser = `-- name: RoleBindingListByUser :many
+SELECT id, user_id, app, environment, role, created_at FROM role_bindings WHERE user_id = $1 ORDER BY app, environment
+`
+
+func (q *Queries) RoleBindingListByUser(ctx context.Context, userID int64) ([]RoleBinding, error) {
+	rows, err := q.db.Query(ctx, roleBindingListByUser, userID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []RoleBinding{}
+	for rows.Next() {
+		var i RoleBinding
+		if err := rows.Scan(
+			&i.ID,
+			&i.UserID,
+			&i.App,
+			&i.Environment,
+			&i.Role,
+			&i.CreatedAt,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const roleBindingUpsert = `-- name: RoleBindingUpsert :one
+INSERT INTO role_bindings (user_id, app, environment, role, created_at)
+VALUES ($1, $2, $3, $4, $5)
+ON CONFLICT (user_id, app, environment) DO UPDATE SET role = EXCLUDED.role
+RETURNING id, user_id, app, environment, role, created_at
+`
+
+type RoleBindingUpsertParams struct {
+	UserID      int64
+	App         string
+	Environment string
+	Role        string
+	Now         time.Time
+}
+
+func (q *Queries) RoleBindingUpsert(ctx context.Context, arg RoleBindingUpsertParams) (RoleBinding, error) {
+	row := q.db.QueryRow(ctx, roleBindingUpsert,
+		arg.UserID,
+		arg.App,
+		arg.Environment,
+		arg.Role,
+		arg.Now,
+	)
+	var i RoleBinding
+	err := row.Scan(
+		&i.ID,
+		&i.UserID,
+		&i.App,
+		&i.Environment,
+		&i.Role,
+		&i.CreatedAt,
+	)
+	return i, err
+}
+
+const userCreate = `-- name: UserCreate :one
+INSERT INTO users (username, display_name, password_hash, is_admin, created_at)
+VALUES ($1, $2, $3, $4, $5)
+RETURNING id, username, display_name, password_hash, is_admin, disabled_at, created_at
+`
+
+type UserCreateParams struct {
+	Username     string
+	DisplayName  string
+	PasswordHash *string
+	IsAdmin      bool
+	Now          time.Time
+}
+
+func (q *Queries) UserCreate(ctx context.Context, arg UserCreateParams) (User, error) {
+	row := q.db.QueryRow(ctx, userCreate,
+		arg.Username,
+		arg.DisplayName,
+		arg.PasswordHash,
+		arg.IsAdmin,
+		arg.Now,
+	)
+	var i User
+	err := row.Scan(
+		&i.ID,
+		&i.Username,
+		&i.DisplayName,
+		&i.PasswordHash,
+		&i.IsAdmin,
+		&i.DisabledAt,
+		&i.CreatedAt,
+	)
+	return i, err
+}
+
 const userEnsureAdmin = `-- name: UserEnsureAdmin :one
 INSERT INTO users (username, is_admin, created_at)
 VALUES ($1, true, $2)
@@ -56,4 +200,80 @@ func (q *Queries) UserGetByID(ctx context.Context, id int64) (User, error) {
 		&i.CreatedAt,
 	)
 	return i, err
+}
+
+const userGetByUsername = `-- name: UserGetByUsername :one
+SELECT id, username, display_name, password_hash, is_admin, disabled_at, created_at FROM users WHERE username = $1
+`
+
+func (q *Queries) UserGetByUsername(ctx context.Context, username string) (User, error) {
+	row := q.db.QueryRow(ctx, userGetByUsername, username)
+	var i User
+	err := row.Scan(
+		&i.ID,
+		&i.Username,
+		&i.DisplayName,
+		&i.PasswordHash,
+		&i.IsAdmin,
+		&i.DisabledAt,
+		&i.CreatedAt,
+	)
+	return i, err
+}
+
+const userList = `-- name: UserList :many
+SELECT id, username, display_name, password_hash, is_admin, disabled_at, created_at FROM users ORDER BY username
+`
+
+func (q *Queries) UserList(ctx context.Context) ([]User, error) {
+	rows, err := q.db.Query(ctx, userList)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []User{}
+	for rows.Next() {
+		var i User
+		if err := rows.Scan(
+			&i.ID,
+			&i.Username,
+			&i.DisplayName,
+			&i.PasswordHash,
+			&i.IsAdmin,
+			&i.DisabledAt,
+			&i.CreatedAt,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const userPasswordHash = `-- name: UserPasswordHash :one
+SELECT password_hash FROM users WHERE id = $1
+`
+
+func (q *Queries) UserPasswordHash(ctx context.Context, id int64) (*string, error) {
+	row := q.db.QueryRow(ctx, userPasswordHash, id)
+	var password_hash *string
+	err := row.Scan(&password_hash)
+	return password_hash, err
+}
+
+const userSetPassword = `-- name: UserSetPassword :exec
+UPDATE users SET password_hash = $1 WHERE id = $2
+`
+
+type UserSetPasswordParams struct {
+	PasswordHash *string
+	ID           int64
+}
+
+func (q *Queries) UserSetPassword(ctx context.Context, arg UserSetPasswordParams) error {
+	_, err := q.db.Exec(ctx, userSetPassword, arg.PasswordHash, arg.ID)
+	return err
 }

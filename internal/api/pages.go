@@ -1,0 +1,40 @@
+package api
+
+import (
+	"net/http"
+
+	"github.com/labstack/echo/v4"
+)
+
+// PageStore is what the pages read and change, beyond sign-in; each page's
+// file declares the part it needs. *store.Store implements it.
+type PageStore interface {
+	Catalog
+}
+
+// registerPages installs sessions, form tokens and every page. Every page
+// but sign-in needs a signed-in member; what a member may do on a page is
+// checked by its handlers against the member's role.
+func registerPages(e *echo.Echo, cfg Config) {
+	e.Use(echo.WrapMiddleware(func(next http.Handler) http.Handler {
+		sm := cfg.Sessions.LoadAndSave(next)
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if !isPageRequest(r.URL.Path) {
+				next.ServeHTTP(w, r)
+				return
+			}
+			sm.ServeHTTP(w, r)
+		})
+	}))
+	e.Use(csrfProtection(cfg.SecureCookies))
+	e.Use(loadMember(cfg.Sessions, cfg.Members))
+
+	login := &loginHandlers{sessions: cfg.Sessions, members: cfg.Members}
+	e.GET("/login", login.showLogin)
+	e.POST("/login", login.login)
+	e.POST("/logout", login.logout, requireMember)
+
+	pages := e.Group("", requireMember)
+	home := &homeHandlers{catalog: cfg.Pages}
+	pages.GET("/", home.home)
+}

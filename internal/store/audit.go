@@ -1,0 +1,80 @@
+package store
+
+import (
+	"context"
+	"time"
+
+	"github.com/flightdeckhq/flightdeck/internal/store/internal/sqlcdb"
+)
+
+// AuditEvent is a change that is not a step of a run: a sign-in, a change
+// of settings, users or roles.
+type AuditEvent struct {
+	ID          int64
+	At          time.Time
+	Actor       string
+	Action      string
+	App         string
+	Environment string
+	Detail      string
+	RemoteAddr  string
+	UserAgent   string
+}
+
+// RecordAudit appends an audit event; audit events are never changed.
+func (s *Store) RecordAudit(ctx context.Context, e AuditEvent) (AuditEvent, error) {
+	row, err := s.q.AuditInsert(ctx, sqlcdb.AuditInsertParams{
+		At: s.Now(), Actor: e.Actor, Action: e.Action, App: e.App, Environment: e.Environment,
+		Detail: e.Detail, RemoteAddr: e.RemoteAddr, UserAgent: e.UserAgent,
+	})
+	if err != nil {
+		return AuditEvent{}, mapError(err)
+	}
+	return AuditEvent{
+		ID: row.ID, At: row.At, Actor: row.Actor, Action: row.Action, App: row.App, Environment: row.Environment,
+		Detail: row.Detail, RemoteAddr: row.RemoteAddr, UserAgent: row.UserAgent,
+	}, nil
+}
+
+// AuditEntry is one line of the audit log: an audit event (Kind "audit")
+// or a run event (Kind "run", with RunID).
+type AuditEntry struct {
+	Kind        string
+	ID          int64
+	At          time.Time
+	Actor       string
+	Action      string
+	App         string
+	Environment string
+	RunID       int64
+	Detail      string
+	RemoteAddr  string
+}
+
+// AuditFilter selects audit log entries; empty fields match everything.
+// Before, when set, continues a listing after its last entry.
+type AuditFilter struct {
+	App         string
+	Environment string
+	Actor       string
+	Before      *AuditEntry
+	Limit       int
+}
+
+// ListAudit returns audit log entries newest first.
+func (s *Store) ListAudit(ctx context.Context, f AuditFilter) ([]AuditEntry, error) {
+	p := sqlcdb.AuditListParams{App: f.App, Environment: f.Environment, Actor: f.Actor, FirstPage: f.Before == nil, MaxRows: int32(f.Limit)}
+	if f.Before != nil {
+		p.BeforeAt, p.BeforeID = f.Before.At, f.Before.ID
+	}
+	rows, err := s.q.AuditList(ctx, p)
+	if err != nil {
+		return nil, mapError(err)
+	}
+	return mapRows(rows, func(r sqlcdb.AuditListRow) AuditEntry {
+		return AuditEntry{
+			Kind: r.Kind, ID: r.ID, At: r.At, Actor: r.Actor, Action: r.Action, App: r.App,
+			Environment: r.Environment, RunID: r.RunID, Detail: r.Detail, RemoteAddr: r.RemoteAddr,
+		}
+	}), nil
+}
