@@ -19,6 +19,9 @@ import (
 	"github.com/flightdeckhq/flightdeck/internal/api"
 	"github.com/flightdeckhq/flightdeck/internal/auth"
 	"github.com/flightdeckhq/flightdeck/internal/dbtest"
+	"github.com/flightdeckhq/flightdeck/internal/engine"
+	"github.com/flightdeckhq/flightdeck/internal/engine/driver"
+	"github.com/flightdeckhq/flightdeck/internal/engine/driver/simulator"
 	"github.com/flightdeckhq/flightdeck/internal/store"
 )
 
@@ -52,6 +55,24 @@ func newPageServer(t *testing.T, opts ...pageServerOption) *pageServer {
 	srv := httptest.NewServer(api.New(cfg))
 	t.Cleanup(srv.Close)
 	return &pageServer{t: t, URL: srv.URL, Store: st}
+}
+
+// withEngine gives the pages an engine on the page server's database, with
+// the simulator driver and the analyzer given; tests step it with RunOnce.
+// It is returned through *eng.
+func withEngine(a engine.Analyzer, eng **engine.Engine) pageServerOption {
+	return func(cfg *api.Config) {
+		st := cfg.Pages.(*store.Store)
+		drivers := driver.NewRegistry()
+		drivers.Register(simulator.Type, simulator.New(simulator.Options{Seed: 1}))
+		e, err := engine.New(engine.Config{Store: st, Drivers: drivers, Analyzer: a,
+			Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		if err != nil {
+			panic(err)
+		}
+		cfg.Runs, cfg.RunStore = e, st
+		*eng = e
+	}
 }
 
 // testPassword is every test user's password.
