@@ -34,6 +34,18 @@ type Config struct {
 	// that a fresh installation can be driven by scripts from the first
 	// minute.
 	AdminToken string
+	// AdminPassword, when set, is the password of the "admin" user, who is
+	// created if missing. On the embedded database with none set, a
+	// password is generated for a new admin and printed once.
+	AdminPassword string
+	// AnalysisInterval is how often the engine judges a phase.
+	AnalysisInterval time.Duration
+	// Demo is auto, on or off: whether a demo is seeded into an empty
+	// database (auto: only on the embedded one) and kept moving.
+	Demo string
+	// PublicURL is the address people use to reach the server; https
+	// there makes the pages' cookies Secure with the __Host- prefix.
+	PublicURL string
 }
 
 // LogValue prints the configuration with secrets masked.
@@ -50,6 +62,10 @@ func (c Config) LogValue() slog.Value {
 		slog.Duration("shutdown_timeout", c.ShutdownTimeout),
 		slog.Duration("metrics_retention", c.MetricsRetention),
 		slog.String("admin_token", maskToken(c.AdminToken)),
+		slog.Bool("admin_password_set", c.AdminPassword != ""),
+		slog.Duration("analysis_interval", c.AnalysisInterval),
+		slog.String("demo", c.Demo),
+		slog.String("public_url", c.PublicURL),
 	)
 }
 
@@ -120,6 +136,14 @@ func parseConfigWith(name string, args []string, getenv func(string) string, out
 	fs.StringVar(&c.DataDir, "data-dir", get("FLIGHTDECK_DATA_DIR", "./.flightdeck"), "directory of the embedded database (FLIGHTDECK_DATA_DIR)")
 	fs.StringVar(&c.LogLevel, "log-level", get("FLIGHTDECK_LOG_LEVEL", "info"), "debug, info, warn or error (FLIGHTDECK_LOG_LEVEL)")
 	fs.StringVar(&c.AdminToken, "admin-token", get("FLIGHTDECK_ADMIN_TOKEN", ""), "API token made an admin token at start; prefer the environment, which other users cannot read (FLIGHTDECK_ADMIN_TOKEN, FLIGHTDECK_ADMIN_TOKEN_FILE)")
+	fs.StringVar(&c.AdminPassword, "admin-password", get("FLIGHTDECK_ADMIN_PASSWORD", ""), "password of the admin user, created if missing; prefer the environment or a file (FLIGHTDECK_ADMIN_PASSWORD, FLIGHTDECK_ADMIN_PASSWORD_FILE)")
+	fs.StringVar(&c.Demo, "demo", get("FLIGHTDECK_DEMO", "auto"), "seed demo apps and runs into an empty database and keep them moving: auto (only on the embedded database), on or off (FLIGHTDECK_DEMO)")
+	fs.StringVar(&c.PublicURL, "public-url", get("FLIGHTDECK_PUBLIC_URL", ""), "address people reach Flightdeck at, such as https://deploy.example.com; https makes cookies Secure (FLIGHTDECK_PUBLIC_URL)")
+	interval := get("FLIGHTDECK_ANALYSIS_INTERVAL", "15s")
+	fs.Func("analysis-interval", "how often the engine judges a phase (FLIGHTDECK_ANALYSIS_INTERVAL, default 15s)", func(v string) error {
+		interval = v
+		return nil
+	})
 	timeout := get("FLIGHTDECK_SHUTDOWN_TIMEOUT", "15s")
 	retention := get("FLIGHTDECK_METRICS_RETENTION", "720h")
 	fs.Func("metrics-retention", "how long metric windows are kept (FLIGHTDECK_METRICS_RETENTION, default 720h)", func(v string) error {
@@ -152,6 +176,29 @@ func parseConfigWith(name string, args []string, getenv func(string) string, out
 		return Config{}, fmt.Errorf("invalid metrics retention %q: want a duration of at least 1h, such as 720h", retention)
 	}
 	c.MetricsRetention = r
+	ai, err := time.ParseDuration(interval)
+	if err != nil || ai < 500*time.Millisecond || ai > 10*time.Minute {
+		return Config{}, fmt.Errorf("invalid analysis interval %q: want a duration from 500ms to 10m, such as 15s", interval)
+	}
+	c.AnalysisInterval = ai
+	switch c.Demo {
+	case "auto", "on", "off":
+	default:
+		return Config{}, fmt.Errorf("invalid demo setting %q: want auto, on or off", c.Demo)
+	}
+	if c.PublicURL != "" {
+		u, err := url.Parse(c.PublicURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return Config{}, fmt.Errorf("invalid public URL %q: want an address such as https://deploy.example.com", c.PublicURL)
+		}
+		c.PublicURL = strings.TrimRight(c.PublicURL, "/")
+	}
+	// The value is a secret, so the error describes it without repeating it.
+	if c.AdminPassword != "" {
+		if err := auth.CheckPasswordRules(c.AdminPassword); err != nil {
+			return Config{}, fmt.Errorf("FLIGHTDECK_ADMIN_PASSWORD is not usable: %w", err)
+		}
+	}
 	if _, err := parseLevel(c.LogLevel); err != nil {
 		return Config{}, err
 	}

@@ -21,7 +21,8 @@ func TestConfigDefaultsRunLocally(t *testing.T) {
 	t.Parallel()
 	c, err := parseConfig("serve", nil, env(nil), io.Discard)
 	require.NoError(t, err)
-	require.Equal(t, Config{Addr: ":8080", DataDir: "./.flightdeck", LogLevel: "info", ShutdownTimeout: 15 * time.Second, MetricsRetention: 720 * time.Hour}, c)
+	require.Equal(t, Config{Addr: ":8080", DataDir: "./.flightdeck", LogLevel: "info", ShutdownTimeout: 15 * time.Second, MetricsRetention: 720 * time.Hour,
+		AnalysisInterval: 15 * time.Second, Demo: "auto"}, c)
 }
 
 func TestConfigFlagsWinOverEnvironment(t *testing.T) {

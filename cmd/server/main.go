@@ -15,6 +15,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -33,6 +34,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/alexedwards/scs/pgxstore"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -105,12 +107,19 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 			return err
 		}
 	}
-	return serve(ctx, cfg, db.pool, logger)
+	st := store.New(db.pool, store.Options{})
+	outcome, password, err := ensureAdminPassword(ctx, st, cfg.AdminPassword, db.cluster != nil)
+	if err != nil {
+		return fmt.Errorf("setting up the admin password: %w", err)
+	}
+	logAdminPassword(ctx, logger, outcome, password)
+	return serve(ctx, cfg, db, logger)
 }
 
 // serve runs the HTTP server and background services until ctx ends, then
 // shuts them down in order: HTTP first, then the services that write.
-func serve(ctx context.Context, cfg Config, pool *pgxpool.Pool, logger *slog.Logger) error {
+func serve(ctx context.Context, cfg Config, db *database, logger *slog.Logger) error {
+	pool := db.pool
 	notifier := store.NewNotifier(pool, store.NotifierConfig{Logger: logger})
 	if err := notifier.Start(ctx); err != nil {
 		return fmt.Errorf("starting notifier: %w", err)
@@ -128,6 +137,8 @@ func serve(ctx context.Context, cfg Config, pool *pgxpool.Pool, logger *slog.Log
 		Drivers:  drivers,
 		Analyzer: &analysis.Analyzer{Sources: metricSources(st, fleet)},
 		Logger:   logger,
+
+		AnalysisInterval: cfg.AnalysisInterval,
 	})
 	if err != nil {
 		return fmt.Errorf("creating engine: %w", err)
@@ -152,7 +163,14 @@ func serve(ctx context.Context, cfg Config, pool *pgxpool.Pool, logger *slog.Log
 	}
 	defer retention.Stop()
 
-	handler := api.New(api.Config{Logger: logger, Readiness: st, Resources: st, Tokens: st, TokenAdmin: st, Runs: eng, RunStore: st, Ingest: push.NewIngester(st, nil), Gatherer: reg, Registerer: reg})
+	sessionStore := pgxstore.NewWithCleanupInterval(pool, 10*time.Minute)
+	defer sessionStore.StopCleanup()
+	handler := api.New(api.Config{
+		Logger: logger, Readiness: st, Resources: st, Tokens: st, TokenAdmin: st,
+		Runs: eng, RunStore: st, Ingest: push.NewIngester(st, nil), Gatherer: reg, Registerer: reg,
+		Sessions: api.NewSessionManager(sessionStore, secureCookies(cfg.PublicURL)), Members: st, Pages: st,
+		SecureCookies: secureCookies(cfg.PublicURL),
+	})
 
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
@@ -165,7 +183,7 @@ func serve(ctx context.Context, cfg Config, pool *pgxpool.Pool, logger *slog.Log
 	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
-	logger.InfoContext(ctx, "flightdeck is ready", slog.String("url", publicURL(ln.Addr())))
+	logger.InfoContext(ctx, "flightdeck is ready", slog.String("url", cmp.Or(cfg.PublicURL, publicURL(ln.Addr()))))
 
 	select {
 	case err := <-serveErr:
@@ -597,4 +615,10 @@ func postmasterRunning(dataDir string) bool {
 	// but belongs to another user, as when PostgreSQL runs as postgres.
 	err = syscall.Kill(pid, 0)
 	return err == nil || errors.Is(err, syscall.EPERM)
+}
+
+// secureCookies reports whether people reach the server over TLS, so that
+// its cookies must be Secure.
+func secureCookies(publicURL string) bool {
+	return strings.HasPrefix(publicURL, "https://")
 }
