@@ -135,7 +135,7 @@ func serve(ctx context.Context, cfg Config, db *database, logger *slog.Logger) e
 	eng, err := engine.New(engine.Config{
 		Store:    st,
 		Drivers:  drivers,
-		Analyzer: &analysis.Analyzer{Sources: metricSources(st, fleet)},
+		Analyzer: &analysis.Analyzer{Sources: metricSources(st, fleet), Recorder: st},
 		Logger:   logger,
 
 		AnalysisInterval: cfg.AnalysisInterval,

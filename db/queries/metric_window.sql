@@ -46,3 +46,11 @@ WHERE ctid = ANY (ARRAY(
     WHERE w.window_start < @before
     LIMIT @batch
 ));
+
+-- name: MetricWindowsLatestEnds :many
+-- The end of the newest stored window of each cohort and metric of a run,
+-- so that windows read again from a source are stored once.
+SELECT cohort, metric, max(window_end)::timestamptz AS latest_end
+FROM metric_windows
+WHERE run_id = @run_id
+GROUP BY cohort, metric;

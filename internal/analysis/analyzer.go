@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/flightdeckhq/flightdeck/internal/engine"
@@ -24,6 +25,20 @@ type SourceFor func(env store.Environment) (Source, error)
 // Decide with the environment's thresholds and the run's overrides.
 type Analyzer struct {
 	Sources SourceFor
+	// Recorder, when set, keeps the windows read from sources whose data
+	// lives outside Flightdeck, so the run page can chart every run.
+	Recorder WindowRecorder
+}
+
+// WindowRecorder stores observed windows; *store.Store implements it.
+type WindowRecorder interface {
+	RecordObservedWindows(ctx context.Context, runID int64, windows []store.MetricWindow, upTo time.Time) (int64, error)
+}
+
+// StoredSource is implemented by sources that read windows Flightdeck
+// already stores (pushed metrics); their windows are not recorded again.
+type StoredSource interface {
+	ReadsStoredWindows()
 }
 
 // Analyze gathers the observations of one phase and decides.
@@ -66,6 +81,9 @@ func (a *Analyzer) Analyze(ctx context.Context, req engine.AnalysisRequest) (eng
 			obs.SourceErrors = append(obs.SourceErrors, fmt.Sprintf("%s metrics of %s: %v", cohort, version, err))
 		}
 		c := Cohort{Windows: ws}
+		if err == nil {
+			a.record(ctx, req, cohort, src, ws, step)
+		}
 		if ss, ok := src.(SignatureSource); ok && err == nil {
 			if c.Signatures, err = ss.Signatures(ctx, q); err != nil {
 				obs.SourceErrors = append(obs.SourceErrors, fmt.Sprintf("error messages of %s: %v", version, err))
@@ -81,6 +99,36 @@ func (a *Analyzer) Analyze(ctx context.Context, req engine.AnalysisRequest) (eng
 		return engine.Analysis{}, ctx.Err()
 	}
 	return analysis(Decide(obs))
+}
+
+// record keeps the complete windows of one cohort for the run page's
+// charts. A failure to keep them costs the charts points, never the
+// decision, so it is logged and nothing more.
+func (a *Analyzer) record(ctx context.Context, req engine.AnalysisRequest, cohort string, src Source, ws map[string][]Window, step time.Duration) {
+	if a.Recorder == nil {
+		return
+	}
+	if _, stored := src.(StoredSource); stored {
+		return
+	}
+	var rows []store.MetricWindow
+	for metric, windows := range ws {
+		for _, w := range windows {
+			if w.End.Sub(w.Start) < step {
+				// The newest window is cut short at the time of the
+				// analysis; the next analysis reads it whole.
+				continue
+			}
+			rows = append(rows, store.MetricWindow{
+				RunID: req.Run.ID, Cohort: cohort, Metric: metric, Start: w.Start, End: w.End,
+				Count: w.Count, Sum: w.Sum, P50: w.P50, P95: w.P95, P99: w.P99,
+			})
+		}
+	}
+	if _, err := a.Recorder.RecordObservedWindows(ctx, req.Run.ID, rows, req.Now); err != nil && ctx.Err() == nil {
+		slog.WarnContext(ctx, "keeping metric windows for the run page's charts",
+			slog.Int64("run_id", req.Run.ID), slog.String("cohort", cohort), slog.String("error", err.Error()))
+	}
 }
 
 func analysis(d Decision) (engine.Analysis, error) {

@@ -43,7 +43,7 @@ func TestCanaryOnTheSimulator(t *testing.T) {
 			reg.Register("simulator", fleet)
 			an := &analysis.Analyzer{Sources: func(store.Environment) (analysis.Source, error) {
 				return analysis.SimulatorSource{Fleet: fleet}, nil
-			}}
+			}, Recorder: st}
 			eng, err := engine.New(engine.Config{Store: st, Drivers: reg, Now: clock, Analyzer: an,
 				Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 			require.NoError(t, err)
@@ -83,6 +83,20 @@ func TestCanaryOnTheSimulator(t *testing.T) {
 			require.NoError(t, json.Unmarshal(last.Record, &rec))
 			require.Equal(t, last.Verdict, string(rec.Verdict))
 			require.NotEmpty(t, rec.Metrics)
+			// The windows the analysis read are kept for the run page's
+			// charts: whole windows only, each once, in order.
+			for _, cohort := range []string{"candidate", "baseline"} {
+				kept, err := st.ListMetricWindows(ctx, run.ID, cohort, analysis.MetricErrorRate, time.Time{}, now.Add(time.Hour))
+				require.NoError(t, err)
+				require.NotEmpty(t, kept, "%s error-rate windows are kept", cohort)
+				for i, w := range kept {
+					require.Equal(t, kept[0].End.Sub(kept[0].Start), w.End.Sub(w.Start), "window %d is whole", i)
+					require.Positive(t, w.Count)
+					if i > 0 {
+						require.False(t, w.Start.Before(kept[i-1].End), "window %d overlaps the one before", i)
+					}
+				}
+			}
 			if tc.want == store.RunRolledBack {
 				require.Equal(t, 0, got.PhaseIndex, "caught at the first 5% step")
 				require.True(t, rec.Path.Degraded)

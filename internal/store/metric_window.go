@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgtype"
@@ -47,7 +48,40 @@ func (s *Store) InsertMetricWindows(ctx context.Context, windows []MetricWindow)
 	if err != nil {
 		return 0, fmt.Errorf("copying metric windows: %w", mapError(err))
 	}
+	// The run pages chart these windows; announcing the runs lets them
+	// show the new points.
+	ids := make([]int64, 0, 1)
+	for _, w := range windows {
+		if !slices.Contains(ids, w.RunID) {
+			ids = append(ids, w.RunID)
+		}
+	}
+	s.runChanged(ids...)
 	return n, nil
+}
+
+// RecordObservedWindows stores the windows an analysis read from a source
+// that keeps its data elsewhere (the simulator, Prometheus), so the run
+// page can chart them: only complete windows (ending at or before upTo)
+// that start at or after the newest stored window of their cohort and
+// metric, so reading the same windows again stores nothing twice.
+func (s *Store) RecordObservedWindows(ctx context.Context, runID int64, windows []MetricWindow, upTo time.Time) (int64, error) {
+	latest, err := s.q.MetricWindowsLatestEnds(ctx, runID)
+	if err != nil {
+		return 0, mapError(err)
+	}
+	ends := make(map[[2]string]time.Time, len(latest))
+	for _, l := range latest {
+		ends[[2]string{l.Cohort, l.Metric}] = l.LatestEnd
+	}
+	fresh := windows[:0:0]
+	for _, w := range windows {
+		if w.RunID != runID || w.End.After(upTo) || w.Start.Before(ends[[2]string{w.Cohort, w.Metric}]) {
+			continue
+		}
+		fresh = append(fresh, w)
+	}
+	return s.InsertMetricWindows(ctx, fresh)
 }
 
 // insertMetricWindowsRows writes the same rows as InsertMetricWindows with a

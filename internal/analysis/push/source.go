@@ -27,6 +27,10 @@ type Source struct {
 
 var _ analysis.Source = (*Source)(nil)
 
+// ReadsStoredWindows marks the source as one that reads Flightdeck's own
+// metric_windows, which the analyzer need not record again.
+func (*Source) ReadsStoredWindows() {}
+
 // NewSource returns a Source reading from st.
 func NewSource(st WindowStore) *Source { return &Source{store: st} }
 

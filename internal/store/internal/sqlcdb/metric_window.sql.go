@@ -106,6 +106,41 @@ func (q *Queries) MetricWindowsInsertRows(ctx context.Context, arg MetricWindows
 	return result.RowsAffected(), nil
 }
 
+const metricWindowsLatestEnds = `-- name: MetricWindowsLatestEnds :many
+SELECT cohort, metric, max(window_end)::timestamptz AS latest_end
+FROM metric_windows
+WHERE run_id = $1
+GROUP BY cohort, metric
+`
+
+type MetricWindowsLatestEndsRow struct {
+	Cohort    string
+	Metric    string
+	LatestEnd time.Time
+}
+
+// The end of the newest stored window of each cohort and metric of a run,
+// so that windows read again from a source are stored once.
+func (q *Queries) MetricWindowsLatestEnds(ctx context.Context, runID int64) ([]MetricWindowsLatestEndsRow, error) {
+	rows, err := q.db.Query(ctx, metricWindowsLatestEnds, runID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []MetricWindowsLatestEndsRow{}
+	for rows.Next() {
+		var i MetricWindowsLatestEndsRow
+		if err := rows.Scan(&i.Cohort, &i.Metric, &i.LatestEnd); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const metricWindowsList = `-- name: MetricWindowsList :many
 SELECT window_start, window_end, count, sum, p50, p95, p99
 FROM metric_windows
