@@ -25,6 +25,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -44,9 +45,11 @@ import (
 	"github.com/flightdeckhq/flightdeck/internal/analysis/push"
 	"github.com/flightdeckhq/flightdeck/internal/api"
 	"github.com/flightdeckhq/flightdeck/internal/auth"
+	"github.com/flightdeckhq/flightdeck/internal/demo"
 	"github.com/flightdeckhq/flightdeck/internal/engine"
 	"github.com/flightdeckhq/flightdeck/internal/engine/driver"
 	"github.com/flightdeckhq/flightdeck/internal/engine/driver/simulator"
+	"github.com/flightdeckhq/flightdeck/internal/live"
 	"github.com/flightdeckhq/flightdeck/internal/pgcluster"
 	"github.com/flightdeckhq/flightdeck/internal/store"
 )
@@ -113,12 +116,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		return fmt.Errorf("setting up the admin password: %w", err)
 	}
 	logAdminPassword(ctx, logger, outcome, password)
-	return serve(ctx, cfg, db, logger)
+	return serve(ctx, cfg, db, logger, password)
 }
 
 // serve runs the HTTP server and background services until ctx ends, then
 // shuts them down in order: HTTP first, then the services that write.
-func serve(ctx context.Context, cfg Config, db *database, logger *slog.Logger) error {
+func serve(ctx context.Context, cfg Config, db *database, logger *slog.Logger, adminPassword string) error {
 	pool := db.pool
 	notifier := store.NewNotifier(pool, store.NotifierConfig{Logger: logger})
 	if err := notifier.Start(ctx); err != nil {
@@ -157,11 +160,32 @@ func serve(ctx context.Context, cfg Config, db *database, logger *slog.Logger) e
 	// before the notifier and the pool.
 	defer eng.Stop()
 
+	if cfg.Demo == "on" || (cfg.Demo == "auto" && db.cluster != nil) {
+		stopDemo := startDemo(ctx, demo.Config{Store: st, Runs: eng, Logger: logger, DemoPassword: adminPassword})
+		// Stopped before the engine, which its runs go through.
+		defer stopDemo()
+	}
+
 	retention := store.NewRetention(st, store.RetentionConfig{MetricWindows: cfg.MetricsRetention, Logger: logger})
 	if err := retention.Start(ctx); err != nil {
 		return fmt.Errorf("starting retention: %w", err)
 	}
 	defer retention.Stop()
+
+	// The live hub streams page updates over websockets; it hears every
+	// replica's run changes through Postgres, so any replica serves any
+	// viewer.
+	hub, err := live.NewHub(live.HubConfig{
+		Pool: pool, Feed: api.NewFeed(st), Logger: logger, Registerer: reg,
+		CheckOrigin: sameOrigin(cfg.PublicURL),
+	})
+	if err != nil {
+		return fmt.Errorf("creating the live hub: %w", err)
+	}
+	if err := hub.Start(ctx); err != nil {
+		return fmt.Errorf("starting the live hub: %w", err)
+	}
+	defer hub.Stop()
 
 	sessionStore := pgxstore.NewWithCleanupInterval(pool, 10*time.Minute)
 	defer sessionStore.StopCleanup()
@@ -169,7 +193,7 @@ func serve(ctx context.Context, cfg Config, db *database, logger *slog.Logger) e
 		Logger: logger, Readiness: st, Resources: st, Tokens: st, TokenAdmin: st,
 		Runs: eng, RunStore: st, Ingest: push.NewIngester(st, nil), Gatherer: reg, Registerer: reg,
 		Sessions: api.NewSessionManager(sessionStore, secureCookies(cfg.PublicURL)), Members: st, Pages: st,
-		SecureCookies: secureCookies(cfg.PublicURL),
+		SecureCookies: secureCookies(cfg.PublicURL), Live: hub,
 	})
 
 	ln, err := net.Listen("tcp", cfg.Addr)
@@ -621,4 +645,46 @@ func postmasterRunning(dataDir string) bool {
 // its cookies must be Secure.
 func secureCookies(publicURL string) bool {
 	return strings.HasPrefix(publicURL, "https://")
+}
+
+// sameOrigin accepts websockets opened by pages of this server: the
+// Origin must be the public URL when one is configured, or have the host
+// the request was sent to.
+func sameOrigin(publicURL string) func(*http.Request) bool {
+	return func(r *http.Request) bool {
+		origin := r.Header.Get("Origin")
+		if origin == "" {
+			return false
+		}
+		if publicURL != "" && origin == publicURL {
+			return true
+		}
+		u, err := url.Parse(origin)
+		return err == nil && u.Host != "" && strings.EqualFold(u.Host, r.Host)
+	}
+}
+
+// startDemo seeds the demo into an empty database and keeps its runs
+// moving until the returned function is called. A demo that cannot be
+// seeded is logged: it never stops the server.
+func startDemo(ctx context.Context, cfg demo.Config) (stop func()) {
+	seeded, err := demo.Seed(ctx, cfg)
+	switch {
+	case err != nil:
+		cfg.Logger.WarnContext(ctx, "the demo could not be seeded", slog.String("error", err.Error()))
+	case seeded:
+		cfg.Logger.InfoContext(ctx, "demo apps and runs seeded; open the URL below and sign in")
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := demo.Loop(ctx, cfg); err != nil {
+			cfg.Logger.WarnContext(ctx, "the demo stopped", slog.String("error", err.Error()))
+		}
+	}()
+	return func() {
+		cancel()
+		<-done
+	}
 }

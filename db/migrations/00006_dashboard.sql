@@ -34,6 +34,8 @@ CREATE TABLE audit_events (
     action      text NOT NULL CHECK (action ~ '^[a-z][a-z_.]{0,63}$'),
     app         text NOT NULL DEFAULT '',
     environment text NOT NULL DEFAULT '',
+    -- The run the change was about, if any (an approval, say).
+    run_id      bigint REFERENCES runs (id) ON DELETE RESTRICT,
     detail      text NOT NULL DEFAULT '',
     remote_addr text NOT NULL DEFAULT '',
     user_agent  text NOT NULL DEFAULT ''

@@ -1,15 +1,16 @@
 -- name: AuditInsert :one
-INSERT INTO audit_events (at, actor, action, app, environment, detail, remote_addr, user_agent)
-VALUES (@at, @actor, @action, @app, @environment, @detail, @remote_addr, @user_agent)
+INSERT INTO audit_events (at, actor, action, app, environment, run_id, detail, remote_addr, user_agent)
+VALUES (@at, @actor, @action, @app, @environment, sqlc.narg(run_id), @detail, @remote_addr, @user_agent)
 RETURNING *;
 
 -- name: AuditList :many
 -- The audit log: changes outside runs and every run event, newest first,
 -- filtered by app, environment and actor when those are not empty. The
--- cursor is (at, kind, id) of the last entry of the previous page.
+-- cursor is (at, kind, id) of the last entry of the previous page: ids
+-- are unique only within a kind.
 SELECT * FROM (
     SELECT a.at, 'audit'::text AS kind, a.id, a.actor, a.action, a.app, a.environment,
-           0::bigint AS run_id, a.detail, a.remote_addr
+           coalesce(a.run_id, 0)::bigint AS run_id, a.detail, a.remote_addr
     FROM audit_events a
     WHERE (@app::text = '' OR a.app = @app)
       AND (@environment::text = '' OR a.environment = @environment)
@@ -27,6 +28,6 @@ SELECT * FROM (
       AND (@actor::text = '' OR e.actor = @actor)
 ) entries
 WHERE @first_page::boolean
-   OR (entries.at, entries.id) < (@before_at::timestamptz, @before_id::bigint)
-ORDER BY entries.at DESC, entries.id DESC
+   OR (entries.at, entries.kind, entries.id) < (@before_at::timestamptz, @before_kind::text, @before_id::bigint)
+ORDER BY entries.at DESC, entries.kind DESC, entries.id DESC
 LIMIT @max_rows;

@@ -24,7 +24,11 @@ type pageFeed struct {
 
 // NewFeed returns the feed of the pages' live topics.
 func NewFeed(pages PageStore) live.Feed {
-	return &pageFeed{kinds: map[string]topicFeed{}}
+	return &pageFeed{kinds: map[string]topicFeed{
+		"overview": newOverviewFeed(pages),
+		"live":     newLiveFeed(pages),
+		"run":      newRunFeed(pages),
+	}}
 }
 
 func (f *pageFeed) split(topic string) (topicFeed, string, error) {

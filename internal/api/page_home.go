@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"time"
 
 	"github.com/labstack/echo/v4"
 
@@ -11,10 +12,10 @@ import (
 	"github.com/flightdeckhq/flightdeck/web/templates"
 )
 
-// Catalog is what the overview reads: apps and their environments.
+// Catalog is what the overview reads: every app and environment with the
+// run in flight there, in one query.
 type Catalog interface {
-	ListApps(ctx context.Context, afterSlug string, limit int) ([]store.App, error)
-	ListEnvironments(ctx context.Context, appID int64) ([]store.Environment, error)
+	Overview(ctx context.Context) ([]store.OverviewEntry, error)
 }
 
 type homeHandlers struct {
@@ -23,29 +24,19 @@ type homeHandlers struct {
 
 // home renders the overview of every app and environment.
 func (h *homeHandlers) home(c echo.Context) error {
-	ctx := c.Request().Context()
-	var rows []templates.AppRow
-	after := ""
-	for {
-		apps, err := h.catalog.ListApps(ctx, after, 200)
-		if err != nil {
-			return fmt.Errorf("listing apps: %w", err)
-		}
-		for _, a := range apps {
-			envs, err := h.catalog.ListEnvironments(ctx, a.ID)
-			if err != nil {
-				return fmt.Errorf("listing environments of %s: %w", a.Slug, err)
-			}
-			row := templates.AppRow{Slug: a.Slug, Name: a.Name}
-			for _, e := range envs {
-				row.Environments = append(row.Environments, templates.EnvironmentCell{Name: e.Name, Tier: e.Tier, StableVersion: e.StableVersion})
-			}
-			rows = append(rows, row)
-		}
-		if len(apps) < 200 {
-			break
-		}
-		after = apps[len(apps)-1].Slug
+	o, err := loadOverview(c.Request().Context(), h.catalog)
+	if err != nil {
+		return err
 	}
-	return render(c, http.StatusOK, templates.Home(pageFor(c, "Overview", "overview"), rows))
+	return render(c, http.StatusOK, templates.Home(pageFor(c, "Overview", "overview"), o))
+}
+
+// loadOverview reads what the overview shows, for the page and its live
+// feed alike.
+func loadOverview(ctx context.Context, catalog Catalog) (templates.Overview, error) {
+	entries, err := catalog.Overview(ctx)
+	if err != nil {
+		return templates.Overview{}, fmt.Errorf("reading the overview: %w", err)
+	}
+	return templates.NewOverview(entries, time.Now()), nil
 }

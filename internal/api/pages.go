@@ -10,6 +10,13 @@ import (
 // file declares the part it needs. *store.Store implements it.
 type PageStore interface {
 	Catalog
+	EnvironmentPages
+	AdvisorPages
+	UserPages
+	ApprovalStore
+	LiveStore
+	AuditLog
+	RunPageStore
 }
 
 // registerPages installs sessions, form tokens and every page. Every page
@@ -28,6 +35,7 @@ func registerPages(e *echo.Echo, cfg Config) {
 	}))
 	e.Use(csrfProtection(cfg.SecureCookies))
 	e.Use(loadMember(cfg.Sessions, cfg.Members))
+	registerLive(e, cfg)
 
 	login := &loginHandlers{sessions: cfg.Sessions, members: cfg.Members}
 	e.GET("/login", login.showLogin)
@@ -37,4 +45,18 @@ func registerPages(e *echo.Echo, cfg Config) {
 	pages := e.Group("", requireMember)
 	home := &homeHandlers{catalog: cfg.Pages}
 	pages.GET("/", home.home)
+	registerEnvironmentPages(pages, cfg)
+	registerAdvisorPages(pages, cfg)
+	registerUserPages(pages, cfg)
+	registerRunPages(pages, cfg)
+	approvals := &approvalHandlers{store: cfg.Pages, runs: cfg.Runs, sessions: cfg.Sessions}
+	pages.GET("/approvals", approvals.approvals)
+	pages.POST("/approvals/:run/approve", approvals.approve)
+	pages.POST("/approvals/:run/reject", approvals.reject)
+	liveView := &liveHandlers{store: cfg.Pages, runs: cfg.Runs, sessions: cfg.Sessions}
+	pages.GET("/live", liveView.live)
+	pages.POST("/live/runs/:id/abort", liveView.abort)
+	pages.POST("/live/runs/:id/rollback", liveView.rollback)
+	auditLog := &auditHandlers{log: cfg.Pages}
+	pages.GET("/audit", auditLog.audit)
 }

@@ -273,37 +273,6 @@ func TestSessionCookieIsHostOnlyAndSecureOverTLS(t *testing.T) {
 	require.Equal(t, http.SameSiteLaxMode, sm.Cookie.SameSite)
 }
 
-func TestOverviewListsAppsAndEnvironments(t *testing.T) {
-	t.Parallel()
-	ctx := context.Background()
-	s := newPageServer(t)
-	s.addUser("rita", false)
-	b := s.signIn("rita")
-
-	res := b.get("/")
-	require.NotNil(t, res.byTestID("no-apps"), "an empty install says how to begin")
-
-	app, err := s.Store.CreateApp(ctx, store.NewApp{Slug: "checkout", Name: "Checkout"})
-	require.NoError(t, err)
-	env, err := s.Store.CreateEnvironment(ctx, store.Environment{AppID: app.ID, Name: "production", Tier: "production"})
-	require.NoError(t, err)
-	env.StableVersion = "v1.4.2"
-	_, err = s.Store.UpdateEnvironment(ctx, env)
-	require.NoError(t, err)
-	_, err = s.Store.CreateEnvironment(ctx, store.Environment{AppID: app.ID, Name: "staging", Tier: "staging"})
-	require.NoError(t, err)
-	_, err = s.Store.CreateApp(ctx, store.NewApp{Slug: "search", Name: "Search"})
-	require.NoError(t, err)
-
-	res = b.get("/")
-	require.Equal(t, http.StatusOK, res.Code)
-	require.Contains(t, res.Header.Get("Content-Type"), "text/html")
-	require.Nil(t, res.byTestID("no-apps"))
-	require.Contains(t, res.text("env-checkout-production"), "v1.4.2")
-	require.Contains(t, res.text("env-checkout-staging"), "not deployed")
-	require.Contains(t, res.text("app-search"), "no environments")
-}
-
 func attr(n *html.Node, key string) string {
 	if n == nil {
 		return ""

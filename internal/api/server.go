@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/flightdeckhq/flightdeck/internal/api/apigen"
+	"github.com/flightdeckhq/flightdeck/internal/live"
 	"github.com/flightdeckhq/flightdeck/web/static"
 )
 
@@ -58,6 +59,10 @@ type Config struct {
 	// SecureCookies marks cookies Secure with the __Host- prefix; set it
 	// when people reach the server over TLS.
 	SecureCookies bool
+	// Live streams the pages' updates over websockets (/ws/...); it must
+	// be started. Nil leaves the websocket routes out, and the pages then
+	// show what they showed when loaded.
+	Live *live.Hub
 }
 
 // New returns the HTTP handler with every route and middleware installed.

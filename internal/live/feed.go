@@ -1,9 +1,3 @@
-// Package live streams what changes on the pages to the browsers watching
-// them, over websockets. A Hub per server replica listens for run changes
-// announced by any replica through Postgres NOTIFY, asks a Feed to render
-// what is new for each topic being watched, and fans the frames out to the
-// topic's subscribers. A subscriber that reconnects says how far it had
-// seen and gets exactly what it missed.
 package live
 
 import (
@@ -28,7 +22,12 @@ type Frame struct {
 	// state (which can be sent again safely). A subscriber is never sent an
 	// event frame at or before its cursor.
 	EventID int64
-	Data    []byte
+	// WindowEnd is, for a frame of new chart points, the end of the newest
+	// metric window it carries, and zero for every other frame. A
+	// subscriber is never sent such a frame when it has already been sent
+	// windows up to that end.
+	WindowEnd time.Time
+	Data      []byte
 }
 
 // Feed renders topics. A topic is a string such as "run:42", "live" or

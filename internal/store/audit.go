@@ -16,23 +16,29 @@ type AuditEvent struct {
 	Action      string
 	App         string
 	Environment string
-	Detail      string
-	RemoteAddr  string
-	UserAgent   string
+	// RunID is the run the change was about, 0 for none.
+	RunID      int64
+	Detail     string
+	RemoteAddr string
+	UserAgent  string
 }
 
 // RecordAudit appends an audit event; audit events are never changed.
 func (s *Store) RecordAudit(ctx context.Context, e AuditEvent) (AuditEvent, error) {
+	var runID *int64
+	if e.RunID != 0 {
+		runID = &e.RunID
+	}
 	row, err := s.q.AuditInsert(ctx, sqlcdb.AuditInsertParams{
 		At: s.Now(), Actor: e.Actor, Action: e.Action, App: e.App, Environment: e.Environment,
-		Detail: e.Detail, RemoteAddr: e.RemoteAddr, UserAgent: e.UserAgent,
+		RunID: runID, Detail: e.Detail, RemoteAddr: e.RemoteAddr, UserAgent: e.UserAgent,
 	})
 	if err != nil {
 		return AuditEvent{}, mapError(err)
 	}
 	return AuditEvent{
 		ID: row.ID, At: row.At, Actor: row.Actor, Action: row.Action, App: row.App, Environment: row.Environment,
-		Detail: row.Detail, RemoteAddr: row.RemoteAddr, UserAgent: row.UserAgent,
+		RunID: e.RunID, Detail: row.Detail, RemoteAddr: row.RemoteAddr, UserAgent: row.UserAgent,
 	}, nil
 }
 
@@ -65,7 +71,7 @@ type AuditFilter struct {
 func (s *Store) ListAudit(ctx context.Context, f AuditFilter) ([]AuditEntry, error) {
 	p := sqlcdb.AuditListParams{App: f.App, Environment: f.Environment, Actor: f.Actor, FirstPage: f.Before == nil, MaxRows: int32(f.Limit)}
 	if f.Before != nil {
-		p.BeforeAt, p.BeforeID = f.Before.At, f.Before.ID
+		p.BeforeAt, p.BeforeKind, p.BeforeID = f.Before.At, f.Before.Kind, f.Before.ID
 	}
 	rows, err := s.q.AuditList(ctx, p)
 	if err != nil {

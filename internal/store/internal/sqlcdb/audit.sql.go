@@ -11,9 +11,9 @@ import (
 )
 
 const auditInsert = `-- name: AuditInsert :one
-INSERT INTO audit_events (at, actor, action, app, environment, detail, remote_addr, user_agent)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-RETURNING id, at, actor, action, app, environment, detail, remote_addr, user_agent
+INSERT INTO audit_events (at, actor, action, app, environment, run_id, detail, remote_addr, user_agent)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+RETURNING id, at, actor, action, app, environment, run_id, detail, remote_addr, user_agent
 `
 
 type AuditInsertParams struct {
@@ -22,6 +22,7 @@ type AuditInsertParams struct {
 	Action      string
 	App         string
 	Environment string
+	RunID       *int64
 	Detail      string
 	RemoteAddr  string
 	UserAgent   string
@@ -34,6 +35,7 @@ func (q *Queries) AuditInsert(ctx context.Context, arg AuditInsertParams) (Audit
 		arg.Action,
 		arg.App,
 		arg.Environment,
+		arg.RunID,
 		arg.Detail,
 		arg.RemoteAddr,
 		arg.UserAgent,
@@ -46,6 +48,7 @@ func (q *Queries) AuditInsert(ctx context.Context, arg AuditInsertParams) (Audit
 		&i.Action,
 		&i.App,
 		&i.Environment,
+		&i.RunID,
 		&i.Detail,
 		&i.RemoteAddr,
 		&i.UserAgent,
@@ -56,7 +59,7 @@ func (q *Queries) AuditInsert(ctx context.Context, arg AuditInsertParams) (Audit
 const auditList = `-- name: AuditList :many
 SELECT at, kind, id, actor, action, app, environment, run_id, detail, remote_addr FROM (
     SELECT a.at, 'audit'::text AS kind, a.id, a.actor, a.action, a.app, a.environment,
-           0::bigint AS run_id, a.detail, a.remote_addr
+           coalesce(a.run_id, 0)::bigint AS run_id, a.detail, a.remote_addr
     FROM audit_events a
     WHERE ($1::text = '' OR a.app = $1)
       AND ($2::text = '' OR a.environment = $2)
@@ -74,9 +77,9 @@ SELECT at, kind, id, actor, action, app, environment, run_id, detail, remote_add
       AND ($3::text = '' OR e.actor = $3)
 ) entries
 WHERE $4::boolean
-   OR (entries.at, entries.id) < ($5::timestamptz, $6::bigint)
-ORDER BY entries.at DESC, entries.id DESC
-LIMIT $7
+   OR (entries.at, entries.kind, entries.id) < ($5::timestamptz, $6::text, $7::bigint)
+ORDER BY entries.at DESC, entries.kind DESC, entries.id DESC
+LIMIT $8
 `
 
 type AuditListParams struct {
@@ -85,6 +88,7 @@ type AuditListParams struct {
 	Actor       string
 	FirstPage   bool
 	BeforeAt    time.Time
+	BeforeKind  string
 	BeforeID    int64
 	MaxRows     int32
 }
@@ -104,7 +108,8 @@ type AuditListRow struct {
 
 // The audit log: changes outside runs and every run event, newest first,
 // filtered by app, environment and actor when those are not empty. The
-// cursor is (at, kind, id) of the last entry of the previous page.
+// cursor is (at, kind, id) of the last entry of the previous page: ids
+// are unique only within a kind.
 func (q *Queries) AuditList(ctx context.Context, arg AuditListParams) ([]AuditListRow, error) {
 	rows, err := q.db.Query(ctx, auditList,
 		arg.App,
@@ -112,6 +117,7 @@ func (q *Queries) AuditList(ctx context.Context, arg AuditListParams) ([]AuditLi
 		arg.Actor,
 		arg.FirstPage,
 		arg.BeforeAt,
+		arg.BeforeKind,
 		arg.BeforeID,
 		arg.MaxRows,
 	)

@@ -53,6 +53,7 @@ type AuditEvent struct {
 	Action      string
 	App         string
 	Environment string
+	RunID       *int64
 	Detail      string
 	RemoteAddr  string
 	UserAgent   string

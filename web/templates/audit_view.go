@@ -1,0 +1,60 @@
+package templates
+
+import (
+	"strconv"
+	"time"
+)
+
+// AuditView is the audit log page: the filter as typed, what is wrong
+// with it, and one page of entries, newest first.
+type AuditView struct {
+	App         string
+	Environment string
+	User        string
+	// Errors holds a message per filter field ("app", "env", "user",
+	// "before") that could not be used.
+	Errors  map[string]string
+	Entries []AuditRow
+	// OlderHref continues the listing after its last entry; empty on the
+	// last page. NewestHref returns to the first page when paging.
+	OlderHref  string
+	NewestHref string
+}
+
+// Filtered reports whether any filter is set.
+func (v AuditView) Filtered() bool {
+	return v.App != "" || v.Environment != "" || v.User != ""
+}
+
+// AuditRow is one entry of the audit log.
+type AuditRow struct {
+	// Kind is "audit" for changes outside runs, "run" for run events.
+	Kind        string
+	ID          int64
+	At          time.Time
+	Actor       string
+	Action      string
+	Words       string
+	App         string
+	Environment string
+	RunID       int64
+	Detail      string
+	RemoteAddr  string
+}
+
+func (r AuditRow) testID() string {
+	return "audit-entry-" + r.Kind + "-" + strconv.FormatInt(r.ID, 10)
+}
+
+// where is "app/environment", or what of it is known.
+func (r AuditRow) where() string {
+	switch {
+	case r.App != "" && r.Environment != "":
+		return r.App + "/" + r.Environment
+	case r.App != "":
+		return r.App
+	case r.Environment != "":
+		return "*/" + r.Environment
+	}
+	return ""
+}
