@@ -26,6 +26,7 @@ SELECT * FROM (
     WHERE (@app::text = '' OR ap.slug = @app)
       AND (@environment::text = '' OR en.name = @environment)
       AND (@actor::text = '' OR e.actor = @actor)
+      AND NOT (@hide_engine::boolean AND e.actor = 'engine')
 ) entries
 WHERE @first_page::boolean
    OR (entries.at, entries.kind, entries.id) < (@before_at::timestamptz, @before_kind::text, @before_id::bigint)

@@ -43,6 +43,7 @@ func (h *auditHandlers) audit(c echo.Context) error {
 		App:         strings.TrimSpace(c.QueryParam("app")),
 		Environment: strings.TrimSpace(c.QueryParam("env")),
 		User:        strings.TrimSpace(c.QueryParam("user")),
+		WithEngine:  c.QueryParam("engine") == "1",
 		Errors:      map[string]string{},
 	}
 	if v.App != "" && !auditSlug.MatchString(v.App) {
@@ -54,7 +55,10 @@ func (h *auditHandlers) audit(c echo.Context) error {
 	if v.User != "" && !validAuditActor(v.User) {
 		v.Errors["user"] = fmt.Sprintf("%q is not a username or token: write a username such as rita, or token:name for an API token.", truncate(v.User, 80))
 	}
-	filter := store.AuditFilter{App: v.App, Environment: v.Environment, Actor: v.User, Limit: auditPageSize + 1}
+	filter := store.AuditFilter{
+		App: v.App, Environment: v.Environment, Actor: v.User,
+		HideEngine: !v.WithEngine && v.User != "engine", Limit: auditPageSize + 1,
+	}
 	if raw := c.QueryParam("before"); raw != "" {
 		before, ok := parseAuditCursor(raw)
 		if !ok {
@@ -107,6 +111,9 @@ func auditHref(v templates.AuditView, cursor string) string {
 		if val != "" {
 			q.Set(k, val)
 		}
+	}
+	if v.WithEngine {
+		q.Set("engine", "1")
 	}
 	if len(q) == 0 {
 		return "/audit"

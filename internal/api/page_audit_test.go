@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 
@@ -147,4 +148,30 @@ func TestAuditLogRefusesBadFiltersAndPages(t *testing.T) {
 	}
 	require.Nil(t, second.byTestID("audit-older"), "the last page has no older link")
 	require.Equal(t, "/audit?app=checkout", attr(second.byTestID("audit-newest"), "href"))
+}
+
+func TestAuditLogShowsTheEngineOnlyWhenAsked(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	f := newReleaseFixture(t)
+	f.addUser("rita", false)
+	app, env := f.environment("checkout", "production", nil)
+	run := f.start(app, env, "canary", "", "rita")
+	_, err := f.Store.AppendRunEvent(ctx, run.ID, store.Event{Type: "phase.applied", Actor: "engine"})
+	require.NoError(t, err)
+	rita := f.signIn("rita")
+
+	_, rows := auditRows(rita.get("/audit?app=checkout"))
+	require.Equal(t, []string{"rita | created the run | checkout/production"}, rows, "the engine's steps are left out by default")
+
+	res := rita.get("/audit?app=checkout&engine=1")
+	box := res.byTestID("audit-engine")
+	require.NotNil(t, box)
+	require.True(t, slices.ContainsFunc(box.Attr, func(a html.Attribute) bool { return a.Key == "checked" }), "the box stays ticked")
+	_, rows = auditRows(res)
+	require.Len(t, rows, 2)
+	require.Contains(t, rows[0], "engine | ")
+
+	_, rows = auditRows(rita.get("/audit?user=engine"))
+	require.Len(t, rows, 1, "asking for the engine by name shows its steps")
 }

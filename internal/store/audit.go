@@ -63,13 +63,19 @@ type AuditFilter struct {
 	App         string
 	Environment string
 	Actor       string
-	Before      *AuditEntry
+	// HideEngine leaves out the engine's own steps, so that what people
+	// and tokens did stands out.
+	HideEngine bool
+	Before     *AuditEntry
 	Limit       int
 }
 
 // ListAudit returns audit log entries newest first.
 func (s *Store) ListAudit(ctx context.Context, f AuditFilter) ([]AuditEntry, error) {
-	p := sqlcdb.AuditListParams{App: f.App, Environment: f.Environment, Actor: f.Actor, FirstPage: f.Before == nil, MaxRows: int32(f.Limit)}
+	p := sqlcdb.AuditListParams{
+		App: f.App, Environment: f.Environment, Actor: f.Actor, HideEngine: f.HideEngine,
+		FirstPage: f.Before == nil, MaxRows: int32(f.Limit),
+	}
 	if f.Before != nil {
 		p.BeforeAt, p.BeforeKind, p.BeforeID = f.Before.At, f.Before.Kind, f.Before.ID
 	}

@@ -11,6 +11,9 @@ type AuditView struct {
 	App         string
 	Environment string
 	User        string
+	// WithEngine shows the engine's own steps (phases applied, analyses)
+	// beside what people and tokens did.
+	WithEngine bool
 	// Errors holds a message per filter field ("app", "env", "user",
 	// "before") that could not be used.
 	Errors  map[string]string

@@ -75,17 +75,19 @@ SELECT at, kind, id, actor, action, app, environment, run_id, detail, remote_add
     WHERE ($1::text = '' OR ap.slug = $1)
       AND ($2::text = '' OR en.name = $2)
       AND ($3::text = '' OR e.actor = $3)
+      AND NOT ($4::boolean AND e.actor = 'engine')
 ) entries
-WHERE $4::boolean
-   OR (entries.at, entries.kind, entries.id) < ($5::timestamptz, $6::text, $7::bigint)
+WHERE $5::boolean
+   OR (entries.at, entries.kind, entries.id) < ($6::timestamptz, $7::text, $8::bigint)
 ORDER BY entries.at DESC, entries.kind DESC, entries.id DESC
-LIMIT $8
+LIMIT $9
 `
 
 type AuditListParams struct {
 	App         string
 	Environment string
 	Actor       string
+	HideEngine  bool
 	FirstPage   bool
 	BeforeAt    time.Time
 	BeforeKind  string
@@ -115,6 +117,7 @@ func (q *Queries) AuditList(ctx context.Context, arg AuditListParams) ([]AuditLi
 		arg.App,
 		arg.Environment,
 		arg.Actor,
+		arg.HideEngine,
 		arg.FirstPage,
 		arg.BeforeAt,
 		arg.BeforeKind,
