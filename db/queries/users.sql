@@ -40,3 +40,9 @@ SELECT * FROM role_bindings WHERE user_id = @user_id ORDER BY app, environment;
 
 -- name: RoleBindingListAll :many
 SELECT * FROM role_bindings ORDER BY user_id, app, environment;
+
+-- name: UserSetDisabled :one
+UPDATE users
+SET disabled_at = CASE WHEN @disabled::boolean THEN coalesce(disabled_at, @now::timestamptz) ELSE NULL END
+WHERE id = @id
+RETURNING *;

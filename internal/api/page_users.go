@@ -28,6 +28,8 @@ type UserPages interface {
 	CreateUser(ctx context.Context, u store.NewUser) (store.User, error)
 	SetRole(ctx context.Context, b store.RoleBinding) (store.RoleBinding, error)
 	DeleteRole(ctx context.Context, id int64) error
+	SetPasswordHash(ctx context.Context, userID int64, hash string) error
+	SetUserDisabled(ctx context.Context, id int64, disabled bool) (store.User, error)
 	App(ctx context.Context, slug string) (store.App, error)
 	Environment(ctx context.Context, appID int64, name string) (store.Environment, error)
 	ListEnvironmentNames(ctx context.Context) ([]store.EnvironmentName, error)
@@ -51,6 +53,90 @@ func registerUserPages(g *echo.Group, cfg Config) {
 	g.POST("/users", h.create)
 	g.POST("/users/roles", h.grant)
 	g.POST("/users/roles/:id/revoke", h.revoke)
+	g.POST("/users/:id/password", h.setPassword)
+	g.POST("/users/:id/disable", h.setDisabled(true))
+	g.POST("/users/:id/enable", h.setDisabled(false))
+}
+
+// targetUser reads the user a per-user form is about; a missing one is
+// answered with a refusal and nil.
+func (h *userHandlers) targetUser(c echo.Context) (*store.User, error) {
+	id, err := strconv.ParseInt(c.Param("id"), 10, 64)
+	if err == nil {
+		u, err := h.store.UserByID(c.Request().Context(), id)
+		if err == nil {
+			return &u, nil
+		}
+		if !errors.Is(err, store.ErrNotFound) {
+			return nil, fmt.Errorf("reading user %d: %w", id, err)
+		}
+	}
+	return nil, refusePage(c, http.StatusNotFound, fmt.Sprintf("There is no user %q. Nothing was changed.", truncate(c.Param("id"), 40)))
+}
+
+// setPassword gives a user a new password, for someone who forgot theirs
+// or never had one.
+func (h *userHandlers) setPassword(c echo.Context) error {
+	m, err := h.admin(c, "Setting passwords")
+	if m == nil {
+		return err
+	}
+	u, err := h.targetUser(c)
+	if u == nil {
+		return err
+	}
+	password := c.FormValue("password")
+	if err := auth.CheckPasswordRules(password); err != nil {
+		return refusePage(c, http.StatusBadRequest, fmt.Sprintf("The password of %s was not changed: %s.", u.Username, err))
+	}
+	hash, err := auth.HashPassword(password)
+	if err != nil {
+		return fmt.Errorf("hashing the password of %s: %w", u.Username, err)
+	}
+	ctx := c.Request().Context()
+	if err := h.store.SetPasswordHash(ctx, u.ID, hash); err != nil {
+		return fmt.Errorf("setting the password of %s: %w", u.Username, err)
+	}
+	if _, err := h.store.RecordAudit(ctx, auditFrom(c, store.AuditEvent{Actor: m.Actor(), Action: "user.password_set", Detail: u.Username})); err != nil {
+		return fmt.Errorf("recording the new password of %s: %w", u.Username, err)
+	}
+	keepNotice(h.sessions, c, fmt.Sprintf("New password set for %s.", u.Username))
+	return c.Redirect(http.StatusSeeOther, "/users")
+}
+
+// setDisabled disables a user, whose sessions end at their next request
+// and whose API tokens stop working, or enables them again.
+func (h *userHandlers) setDisabled(disabled bool) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		doing := "Enabling users"
+		if disabled {
+			doing = "Disabling users"
+		}
+		m, err := h.admin(c, doing)
+		if m == nil {
+			return err
+		}
+		u, err := h.targetUser(c)
+		if u == nil {
+			return err
+		}
+		if disabled && u.ID == m.UserID {
+			return refusePage(c, http.StatusConflict, "You cannot disable yourself: ask another administrator. Nothing was changed.")
+		}
+		ctx := c.Request().Context()
+		if _, err := h.store.SetUserDisabled(ctx, u.ID, disabled); err != nil {
+			return fmt.Errorf("changing user %s: %w", u.Username, err)
+		}
+		action, notice := "user.enabled", fmt.Sprintf("%s is enabled again.", u.Username)
+		if disabled {
+			action, notice = "user.disabled", fmt.Sprintf("%s is disabled: their sessions end and their API tokens stop working.", u.Username)
+		}
+		if _, err := h.store.RecordAudit(ctx, auditFrom(c, store.AuditEvent{Actor: m.Actor(), Action: action, Detail: u.Username})); err != nil {
+			return fmt.Errorf("recording the change of %s: %w", u.Username, err)
+		}
+		keepNotice(h.sessions, c, notice)
+		return c.Redirect(http.StatusSeeOther, "/users")
+	}
 }
 
 // admin returns the member when they are an administrator, and otherwise

@@ -216,3 +216,46 @@ func TestAdministratorsGrantAndRevokeRoles(t *testing.T) {
 		"ada user.role_granted approver on checkout/production to sam",
 	}, auditActions(t, s))
 }
+
+func TestAdministratorsResetPasswordsAndDisableUsers(t *testing.T) {
+	t.Parallel()
+	s := usersServer(t)
+	ada := s.signIn("ada")
+	dora := s.signIn("dora")
+	doraUser, err := s.Store.UserByUsername(context.Background(), "dora")
+	require.NoError(t, err)
+	adaUser, err := s.Store.UserByUsername(context.Background(), "ada")
+	require.NoError(t, err)
+
+	res := ada.post(fmt.Sprintf("/users/%d/password", doraUser.ID), url.Values{"password": {"short"}})
+	require.Equal(t, http.StatusBadRequest, res.Code)
+	require.Contains(t, res.text("refusal-message"), "at least 12 characters")
+	require.Equal(t, http.StatusSeeOther, s.anonymous().post("/login", url.Values{"username": {"dora"}, "password": {testPassword}}).Code,
+		"a refused new password leaves the old one working")
+
+	forged := dora.post(fmt.Sprintf("/users/%d/password", adaUser.ID), url.Values{"password": {"taken over by dora"}})
+	require.Equal(t, http.StatusForbidden, forged.Code, "only administrators set passwords")
+
+	res = ada.post(fmt.Sprintf("/users/%d/password", doraUser.ID), url.Values{"password": {"a brand new password"}})
+	require.Equal(t, http.StatusSeeOther, res.Code)
+	require.Equal(t, http.StatusUnauthorized, s.anonymous().post("/login", url.Values{"username": {"dora"}, "password": {testPassword}}).Code)
+	require.Equal(t, http.StatusSeeOther, s.anonymous().post("/login", url.Values{"username": {"dora"}, "password": {"a brand new password"}}).Code)
+
+	res = ada.post(fmt.Sprintf("/users/%d/disable", adaUser.ID), nil)
+	require.Equal(t, http.StatusConflict, res.Code, "an administrator cannot lock themselves out")
+
+	require.Equal(t, http.StatusOK, dora.get("/").Code)
+	res = ada.post(fmt.Sprintf("/users/%d/disable", doraUser.ID), nil)
+	require.Equal(t, http.StatusSeeOther, res.Code)
+	require.Equal(t, http.StatusSeeOther, dora.get("/").Code, "a disabled user's session ends at the next request")
+	login := s.anonymous().post("/login", url.Values{"username": {"dora"}, "password": {"a brand new password"}})
+	require.Equal(t, http.StatusUnauthorized, login.Code)
+	require.Contains(t, login.text("login-error"), "disabled")
+	require.NotNil(t, ada.get("/users").byTestID("enable-dora"))
+
+	require.Equal(t, http.StatusSeeOther, ada.post(fmt.Sprintf("/users/%d/enable", doraUser.ID), nil).Code)
+	require.Equal(t, http.StatusSeeOther, s.anonymous().post("/login", url.Values{"username": {"dora"}, "password": {"a brand new password"}}).Code)
+
+	require.Equal(t, http.StatusNotFound, ada.post("/users/999999/password", url.Values{"password": {"a brand new password"}}).Code)
+	require.Subset(t, auditActions(t, s), []string{"ada user.password_set dora", "ada user.disabled dora", "ada user.enabled dora"})
+}

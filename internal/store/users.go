@@ -165,3 +165,13 @@ func (s *Store) ListRoles(ctx context.Context) ([]RoleBinding, error) {
 	}
 	return mapRows(rows, roleBindingFromRow), nil
 }
+
+// SetUserDisabled disables the user (their sessions and tokens stop
+// working) or enables them again; a missing user is ErrNotFound.
+func (s *Store) SetUserDisabled(ctx context.Context, id int64, disabled bool) (User, error) {
+	row, err := s.q.UserSetDisabled(ctx, sqlcdb.UserSetDisabledParams{ID: id, Disabled: disabled, Now: s.Now()})
+	if err != nil {
+		return User{}, mapError(err)
+	}
+	return userFromRow(row), nil
+}

@@ -264,6 +264,34 @@ func (q *Queries) UserPasswordHash(ctx context.Context, id int64) (*string, erro
 	return password_hash, err
 }
 
+const userSetDisabled = `-- name: UserSetDisabled :one
+UPDATE users
+SET disabled_at = CASE WHEN $1::boolean THEN coalesce(disabled_at, $2::timestamptz) ELSE NULL END
+WHERE id = $3
+RETURNING id, username, display_name, password_hash, is_admin, disabled_at, created_at
+`
+
+type UserSetDisabledParams struct {
+	Disabled bool
+	Now      time.Time
+	ID       int64
+}
+
+func (q *Queries) UserSetDisabled(ctx context.Context, arg UserSetDisabledParams) (User, error) {
+	row := q.db.QueryRow(ctx, userSetDisabled, arg.Disabled, arg.Now, arg.ID)
+	var i User
+	err := row.Scan(
+		&i.ID,
+		&i.Username,
+		&i.DisplayName,
+		&i.PasswordHash,
+		&i.IsAdmin,
+		&i.DisabledAt,
+		&i.CreatedAt,
+	)
+	return i, err
+}
+
 const userSetPassword = `-- name: UserSetPassword :exec
 UPDATE users SET password_hash = $1 WHERE id = $2
 `
