@@ -67,7 +67,7 @@ type AuditFilter struct {
 	// and tokens did stands out.
 	HideEngine bool
 	Before     *AuditEntry
-	Limit       int
+	Limit      int
 }
 
 // ListAudit returns audit log entries newest first.
