@@ -182,6 +182,9 @@ func (e *Engine) act(ctx context.Context, run store.Run, req ActionRequest) (Act
 		if run.State != store.RunAwaitingApproval {
 			return deny("the run is not waiting for an approval")
 		}
+		if req.Action == ActionApprove && rc.env.ApproverNotStarter && req.Actor == run.CreatedBy {
+			return deny("%s started this run, and %s/%s requires someone else to approve it", req.Actor, rc.app.Slug, rc.env.Name)
+		}
 		outcome := "approved"
 		if req.Action == ActionReject {
 			outcome = "rejected"

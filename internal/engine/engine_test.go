@@ -422,3 +422,25 @@ func TestAPhaseIsNotPromotedWhileWarmingUp(t *testing.T) {
 	h.analyzer.set(env.ID, VerdictContinue)
 	h.driveUntilState(run.ID, store.RunSucceeded)
 }
+
+func TestApproverMustNotBeTheStarterWhenTheEnvironmentSaysSo(t *testing.T) {
+	t.Parallel()
+	h := setup(t)
+	env := h.env("prod", func(e *store.Environment) { e.ApproverNotStarter = true })
+	run := h.start(env, "ring", "")
+	h.driveUntilState(run.ID, store.RunAwaitingApproval)
+
+	_, err := h.engine.Act(context.Background(), run.ID, ActionRequest{Action: ActionApprove, Actor: "user:test"})
+	var denied *ActionError
+	require.ErrorAs(t, err, &denied)
+	require.Contains(t, denied.Detail, "user:test started this run")
+	require.Equal(t, store.RunAwaitingApproval, h.run(run.ID).State, "the refused approval changed nothing")
+
+	// Someone else may approve.
+	_, err = h.act(run.ID, ActionApprove)
+	require.NoError(t, err)
+	approvals, err := h.store.ListApprovals(context.Background(), run.ID)
+	require.NoError(t, err)
+	require.Len(t, approvals, 1)
+	require.Equal(t, "user:alice", approvals[0].Actor)
+}
