@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
+	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"os"
@@ -103,9 +105,12 @@ func BenchmarkWebsocketFanout(b *testing.B) {
 	b.ResetTimer()
 	sent := make(map[int64]time.Time, fanoutRounds)
 	last := rest.lastEvent(run.ID)
-	tick := time.NewTicker(time.Second)
-	defer tick.Stop()
+	// A change every second, at a random point of it, so that the changes
+	// meet the server's periodic work (the coalescing of notifications
+	// among it) at every phase, as real ones do.
+	begin := time.Now()
 	for round := range fanoutRounds {
+		time.Sleep(time.Until(begin.Add(time.Duration(round)*time.Second + rand.N(500*time.Millisecond))))
 		action, want := "pause", "run.paused"
 		if round%2 == 1 {
 			action, want = "resume", "run.resumed"
@@ -114,12 +119,12 @@ func BenchmarkWebsocketFanout(b *testing.B) {
 		rest.must("POST", fmt.Sprintf("/api/v1/runs/%d/actions/%s", run.ID, action), "", http.StatusOK)
 		id, newest := rest.eventOf(run.ID, last, want)
 		sent[id], last = at, newest
-		<-tick.C
 	}
 	b.StopTimer()
 
 	// Wait for stragglers, then take every viewer's delay for every change.
 	var lat []time.Duration
+	perChange := map[int64][]time.Duration{}
 	missed, closed := 0, 0
 	deadline := time.Now().Add(10 * time.Second)
 	for _, v := range all {
@@ -129,6 +134,7 @@ func BenchmarkWebsocketFanout(b *testing.B) {
 				for id, at := range sent {
 					if t, ok := got[id]; ok {
 						lat = append(lat, t.Sub(at))
+						perChange[id] = append(perChange[id], t.Sub(at))
 					} else {
 						missed++
 					}
@@ -140,6 +146,12 @@ func BenchmarkWebsocketFanout(b *testing.B) {
 			}
 			time.Sleep(10 * time.Millisecond)
 		}
+	}
+	for _, id := range slices.Sorted(maps.Keys(perChange)) {
+		l := perChange[id]
+		slices.Sort(l)
+		b.Logf("event %d, sent at %s: first viewer %s, p50 %s, p99 %s, last %s", id, sent[id].Format("15:04:05.000"),
+			quantile(l, 0), quantile(l, 0.5), quantile(l, 0.99), quantile(l, 1))
 	}
 	slices.Sort(lat)
 	p50, p99 := quantile(lat, 0.5), quantile(lat, 0.99)

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -184,15 +185,19 @@ func (h *runPageHandlers) act(c echo.Context) error {
 // load reads the run named in the path. When there is none it answers
 // with a page saying so and returns ok false.
 func (h *runPageHandlers) load(c echo.Context) (runData, bool, error) {
+	unchanged := ""
+	if c.Request().Method != http.MethodGet {
+		unchanged = " Nothing was changed."
+	}
 	raw := c.Param("id")
 	id, valid := runParseID(raw)
 	if !valid {
 		return runData{}, false, refusePage(c, http.StatusNotFound, fmt.Sprintf(
-			"There is no run %q: runs are numbered, as in /runs/42. Nothing was changed.", raw))
+			"There is no run %q: runs are numbered, as in /runs/42.%s", raw, unchanged))
 	}
 	d, err := runLoad(c.Request().Context(), h.store, id)
 	if errors.Is(err, store.ErrNotFound) {
-		return runData{}, false, refusePage(c, http.StatusNotFound, fmt.Sprintf("There is no run %d. Nothing was changed.", id))
+		return runData{}, false, refusePage(c, http.StatusNotFound, fmt.Sprintf("There is no run %d.%s", id, unchanged))
 	}
 	if err != nil {
 		return runData{}, false, err
@@ -230,6 +235,7 @@ func runActionRole(a engine.Action) auth.Role {
 	return auth.RoleDeployer
 }
 
+// runActionList names every action, for a refusal of an unknown one.
 func runActionList() string {
 	names := make([]string, len(engine.Actions))
 	for i, a := range engine.Actions {
@@ -279,7 +285,7 @@ func runActionPast(a engine.Action) string {
 // runActedMessage says what an action did, for the flash area.
 func runActedMessage(a engine.Action, d runData, res engine.ActionResult) string {
 	where := d.app.Slug + "/" + d.env.Name
-	stable := cmpOr(d.run.FromVersion, "the previous version")
+	stable := cmp.Or(d.run.FromVersion, "the previous version")
 	switch a {
 	case engine.ActionPause:
 		return fmt.Sprintf("Paused run %d: traffic stays as it is until someone resumes it.", d.run.ID)
@@ -304,14 +310,6 @@ func runActedMessage(a engine.Action, d runData, res engine.ActionResult) string
 		return fmt.Sprintf("Started run %d to roll %s back from %s to %s.", res.Created.ID, where, d.run.ToVersion, res.Created.ToVersion)
 	}
 	return fmt.Sprintf("Rolling back run %d: %s is returning to %s.", d.run.ID, where, stable)
-}
-
-// cmpOr returns s, or fallback when s is empty.
-func cmpOr(s, fallback string) string {
-	if s == "" {
-		return fallback
-	}
-	return s
 }
 
 // runData is what the run page is built from.
@@ -391,7 +389,7 @@ func (d runData) current() (plan.Phase, bool) {
 func (d runData) view(role auth.Role, canAct bool, now time.Time) templates.RunView {
 	r := d.run
 	v := templates.RunView{
-		ID: r.ID, App: d.app.Slug, AppName: cmpOr(d.app.Name, d.app.Slug), Environment: d.env.Name, Tier: d.env.Tier,
+		ID: r.ID, App: d.app.Slug, AppName: cmp.Or(d.app.Name, d.app.Slug), Environment: d.env.Name, Tier: d.env.Tier,
 		FromVersion: r.FromVersion, ToVersion: r.ToVersion, Strategy: runStrategyLabel(r.Strategy),
 		State: string(r.State), StateLabel: runStateLabel(string(r.State)),
 		CreatedBy: r.CreatedBy, Created: templates.NewRunTime(r.CreatedAt, now),
@@ -458,7 +456,7 @@ func runSentence(s string) string {
 	}
 	r, size := utf8.DecodeRuneInString(s)
 	s = strings.ToUpper(string(r)) + s[size:]
-	if !strings.HasSuffix(s, ".") {
+	if !strings.HasSuffix(s, ".") && !strings.HasSuffix(s, "!") && !strings.HasSuffix(s, "?") {
 		s += "."
 	}
 	return s
@@ -493,12 +491,12 @@ func (d runData) summary() string {
 		}
 		return "Waits for an approver."
 	case store.RunPaused:
-		return fmt.Sprintf("Paused in %s; traffic stays as it is until someone resumes the run.", cmpOr(at, "its current phase"))
+		return fmt.Sprintf("Paused in %s; traffic stays as it is until someone resumes the run.", cmp.Or(at, "its current phase"))
 	case store.RunRollingBack:
-		return fmt.Sprintf("Rolling back: returning users to %s.", cmpOr(r.FromVersion, "where they were before the run"))
+		return fmt.Sprintf("Rolling back: returning users to %s.", cmp.Or(r.FromVersion, "where they were before the run"))
 	case store.RunSucceeded:
 		if !runReleases(d.plan.Strategy) {
-			return fmt.Sprintf("Finished with its report; users stayed on %s.", cmpOr(r.FromVersion, "the stable version"))
+			return fmt.Sprintf("Finished with its report; users stayed on %s.", cmp.Or(r.FromVersion, "the stable version"))
 		}
 		return fmt.Sprintf("%s serves everyone in %s.", r.ToVersion, d.env.Name)
 	case store.RunRolledBack:
@@ -510,7 +508,7 @@ func (d runData) summary() string {
 		if r.StartedAt == nil {
 			return "Aborted before it started."
 		}
-		return fmt.Sprintf("Aborted: %s serves everyone again.", cmpOr(r.FromVersion, "the previous state"))
+		return fmt.Sprintf("Aborted: %s serves everyone again.", cmp.Or(r.FromVersion, "the previous state"))
 	case store.RunFailed:
 		return "Failed."
 	}
@@ -738,7 +736,7 @@ func (d runData) runDesired() (plan.DesiredState, bool) {
 // traffic is who serves users now, from the run's last desired state.
 func (d runData) traffic() templates.RunTraffic {
 	r := d.run
-	t := templates.RunTraffic{StableVersion: cmpOr(r.FromVersion, "none"), CandidateVersion: r.ToVersion}
+	t := templates.RunTraffic{StableVersion: cmp.Or(r.FromVersion, "none"), CandidateVersion: r.ToVersion}
 	s, ok := d.runDesired()
 	if !ok {
 		if r.FromVersion == "" {
@@ -765,7 +763,7 @@ func (d runData) traffic() templates.RunTraffic {
 	if !t.Serving {
 		t.Note = "No version serves users in this step; the plan expects this downtime."
 	}
-	t.Instances = fmt.Sprintf("%s of %s · %s of %s", runInstances(stable), cmpOr(r.FromVersion, "the old version"), runInstances(candidate), r.ToVersion)
+	t.Instances = fmt.Sprintf("%s of %s · %s of %s", runInstances(stable), cmp.Or(r.FromVersion, "the old version"), runInstances(candidate), r.ToVersion)
 	if m := s.Mirror; m != nil {
 		t.Mirror = fmt.Sprintf("A copy of %d%% of the requests to %s is mirrored to %s; users only see %s's answers.", m.Percent, m.From, m.To, m.From)
 	}
@@ -976,13 +974,13 @@ func (d runData) impact() templates.RunImpact {
 	case r.State == store.RunSucceeded && runReleases(d.plan.Strategy):
 		im.Exposed, im.ExposedNote = "100%", r.ToVersion+" is the stable version now."
 	case r.State.Terminal():
-		im.Exposed, im.ExposedNote = "0%", "Users are on "+cmpOr(r.FromVersion, "no version of the run")+"."
+		im.Exposed, im.ExposedNote = "0%", "Users are on "+cmp.Or(r.FromVersion, "no version of the run")+"."
 	case r.State == store.RunPending:
 		im.Exposed, im.ExposedNote = "0%", "No user sees "+r.ToVersion+" until the run starts."
 	case r.State == store.RunRollingBack:
 		t := d.traffic()
 		im.Exposed = strconv.Itoa(t.CandidatePercent) + "%"
-		im.ExposedNote = "once the rollback is applied; users are returning to " + cmpOr(r.FromVersion, "where they were") + "."
+		im.ExposedNote = "once the rollback is applied; users are returning to " + cmp.Or(r.FromVersion, "where they were") + "."
 	case ok:
 		im.Exposed = runPercent(ph.ExposedShare)
 		im.ExposedNote = "of users are served " + r.ToVersion + " in " + ph.Name + "."
@@ -1090,7 +1088,7 @@ func (d runData) actions(role auth.Role, canAct bool) templates.RunActions {
 		a.Note = "Actions are unavailable: this Flightdeck server runs without its engine."
 		return a
 	}
-	back := cmpOr(r.FromVersion, "where it was before the run")
+	back := cmp.Or(r.FromVersion, "where it was before the run")
 	ph, hasPhase := d.current()
 	var valid []templates.RunAction
 	add := func(name, label, hint, class, confirm string) {
@@ -1255,18 +1253,18 @@ func runEventText(e store.RunEvent, d runData) (string, string) {
 	}
 	switch e.Type {
 	case "run.created":
-		from := cmpOr(p.FromVersion, "nothing")
-		return fmt.Sprintf("Run created to deploy %s over %s with %s.", cmpOr(p.ToVersion, d.run.ToVersion), from, runStrategyLabel(cmpOr(p.Strategy, d.run.Strategy))), ""
+		from := cmp.Or(p.FromVersion, "nothing")
+		return fmt.Sprintf("Run created to deploy %s over %s with %s.", cmp.Or(p.ToVersion, d.run.ToVersion), from, runStrategyLabel(cmp.Or(p.Strategy, d.run.Strategy))), ""
 	case "run.queued":
-		return runSentence(cmpOr(p.Reason, "queued")), "warn"
+		return runSentence(cmp.Or(p.Reason, "queued")), "warn"
 	case "run.started":
 		return "Run started.", ""
 	case "phase.applied":
-		return runSentence(cmpOr(phase, "the phase") + " applied; its bake starts"), ""
+		return runSentence(cmp.Or(phase, "the phase") + " applied; its bake starts"), ""
 	case "phase.started":
-		return runSentence(cmpOr(phase, "the next phase") + " started"), ""
+		return runSentence(cmp.Or(phase, "the next phase") + " started"), ""
 	case "phase.awaiting_approval":
-		return runSentence(cmpOr(phase, "the phase")+" baked; waiting for approval") + runEventSuffix(p.Explanation), "warn"
+		return runSentence(cmp.Or(phase, "the phase")+" baked; waiting for approval") + runEventSuffix(p.Explanation), "warn"
 	case "run.approved":
 		return withComment("Approved " + phase), "ok"
 	case "run.rejected":
@@ -1283,15 +1281,15 @@ func runEventText(e store.RunEvent, d runData) (string, string) {
 	case "run.aborted":
 		return withComment("Aborted"), "bad"
 	case "run.rolling_back":
-		return runSentence("Rolling back: " + cmpOr(p.Reason, "requested")), "bad"
+		return runSentence("Rolling back: " + cmp.Or(p.Reason, "requested")), "bad"
 	case "rollback.step_applied":
 		return fmt.Sprintf("Rollback step %d of %d applied.", p.Step, p.Of), "bad"
 	case "run.rolled_back":
-		return runSentence("Rolled back: " + cmpOr(p.Reason, "users are back on "+cmpOr(d.run.FromVersion, "the previous state"))), "bad"
+		return runSentence("Rolled back: " + cmp.Or(p.Reason, "users are back on "+cmp.Or(d.run.FromVersion, "the previous state"))), "bad"
 	case "run.succeeded":
 		return "Run succeeded.", "ok"
 	case "run.failed":
-		return runSentence("Failed: " + cmpOr(p.Reason, "see the reason above")), "bad"
+		return runSentence("Failed: " + cmp.Or(p.Reason, "see the reason above")), "bad"
 	case "run.rollback_requested":
 		return withComment(fmt.Sprintf("Rollback requested; run %d returns to the previous version", p.RollbackRun)), "bad"
 	case "driver.error":
@@ -1307,7 +1305,7 @@ func runEventText(e store.RunEvent, d runData) (string, string) {
 		case engine.VerdictContinue:
 			tone = "ok"
 		}
-		return runSentence(cmpOr(p.Explanation, runVerdictLabel(verdict))), tone
+		return runSentence(cmp.Or(p.Explanation, runVerdictLabel(verdict))), tone
 	}
 	text := strings.ReplaceAll(e.Type, ".", " ")
 	for _, s := range []string{p.Explanation, p.Reason, p.Error, p.Comment} {

@@ -571,3 +571,44 @@ func runFindByID(n *html.Node, id string) *html.Node {
 	}
 	return nil
 }
+
+func TestEveryAssetThePagesLoadIsServed(t *testing.T) {
+	t.Parallel()
+	p := newRunPage(t)
+	run := p.bakingCanary()
+	b := p.signIn("vera")
+	res := b.get(runPagePath(run.ID))
+	require.Equal(t, http.StatusOK, res.Code)
+
+	var assets []string
+	var walk func(n *html.Node)
+	walk = func(n *html.Node) {
+		if n.Type == html.ElementNode && n.Data == "script" && attr(n, "src") != "" {
+			assets = append(assets, attr(n, "src"))
+		}
+		if n.Type == html.ElementNode && n.Data == "link" && attr(n, "rel") == "stylesheet" {
+			assets = append(assets, attr(n, "href"))
+		}
+		for c := n.FirstChild; c != nil; c = c.NextSibling {
+			walk(c)
+		}
+	}
+	walk(res.Doc)
+	require.Subset(t, assets, []string{"/static/app.css", "/static/pages.css", "/static/vendor/uPlot.min.css",
+		"/static/vendor/htmx.min.js", "/static/vendor/htmx-ext-ws.js", "/static/vendor/uPlot.iife.min.js", "/static/app.js"})
+	for _, a := range assets {
+		require.True(t, strings.HasPrefix(a, "/static/"), "%s is served by Flightdeck itself, not a CDN", a)
+		got := b.get(a)
+		require.Equal(t, http.StatusOK, got.Code, a)
+		require.NotEmpty(t, got.Body, a)
+		if strings.Contains(a, "/vendor/") {
+			require.True(t, strings.HasPrefix(got.Body, "/*!"), "%s starts with its license comment", a)
+			require.Contains(t, got.Body[:200], "License", a)
+		}
+	}
+	versions := b.get("/static/vendor/VERSIONS")
+	require.Equal(t, http.StatusOK, versions.Code)
+	for _, pkg := range []string{"htmx.org     2.0.11", "htmx-ext-ws  2.0.4", "uplot        1.6.32"} {
+		require.Contains(t, versions.Body, pkg)
+	}
+}

@@ -19,15 +19,21 @@
 // replica. A notification marks the affected topics dirty; each dirty topic
 // is re-rendered at most every 100 ms, once per class of viewers (never once
 // per viewer), from the cursor the hub keeps for that class. Each frame is
-// encoded once into a websocket.PreparedMessage and queued for every
-// subscriber of the class, so ten thousand viewers of one run share one
-// rendering and one encoding. Every topic is also re-rendered every
-// HubConfig.Refresh, so a lost notification costs latency, never data; a
-// topic nobody watches any more is forgotten.
+// encoded once into a websocket.PreparedMessage and the rendering is
+// appended to the class's log, which wakes every viewer of the class at
+// once; each viewer's goroutine then writes the frames it lacks in a single
+// write. Ten thousand viewers of one run thus share one rendering and one
+// encoding, and the hub hands a rendering to all of them in about a
+// millisecond. Every topic is also re-rendered every HubConfig.Refresh, so a
+// lost notification costs latency, never data; a rendering identical to the
+// last one sent is not sent again, and a topic nobody watches any more is
+// forgotten.
 //
-// Fan-out never waits for a subscriber: a subscriber whose queue is full is
-// too slow to keep up and is dropped (its browser reconnects and resumes),
-// so one slow viewer never delays the others.
+// Fan-out never waits for a viewer: one that has more than SendQueue frames
+// waiting to be written is too slow and is dropped (its browser reconnects
+// and resumes), so one slow viewer never delays the others. An idle viewer
+// costs the server two parked goroutines and a few small buffers, about
+// 7 KB.
 //
 // # The protocol of a connection
 //
@@ -40,10 +46,11 @@
 //
 // where event is the newest run event it shows and window the end of the
 // newest chart window it shows; both are optional and {} means "from the
-// start". The hub registers the subscriber first, so its queue collects live
-// frames, then sends what the browser missed (Frames from the browser's
-// cursor), then the queued and later live frames, skipping event frames it
-// has already sent: no gaps and no duplicates. State frames, which show how
+// start". The hub registers the subscriber first, so that its place in the
+// class's log holds every live frame from then on, then sends what the
+// browser missed (Frames from the browser's cursor), then the logged and
+// later live frames, skipping event frames (and chart windows) it has
+// already sent: no gaps and no duplicates. State frames, which show how
 // things are now rather than an event, are always passed on. Messages the
 // browser sends later are read and ignored. The server pings every
 // PingInterval and closes a connection that has not answered within

@@ -51,8 +51,9 @@ type HubConfig struct {
 	Logger *slog.Logger
 	// Registerer, when set, registers the hub's metrics.
 	Registerer prometheus.Registerer
-	// SendQueue is how many frames are buffered per subscriber before it
-	// is dropped as too slow. Default 64.
+	// SendQueue is how many frames may wait to be written to a subscriber
+	// before it is dropped as too slow; one that has caught up takes a
+	// rendering of any size. Default 64.
 	SendQueue int
 	// PingInterval is how often each connection is pinged. Default 25s.
 	PingInterval time.Duration
@@ -83,8 +84,10 @@ type Hub struct {
 	// seed keys the digests of repeated states.
 	seed maphash.Seed
 
-	mu      sync.RWMutex
-	topics  map[string]*topic
+	mu     sync.RWMutex
+	topics map[string]*topic
+	// conns is every open connection, joined to a topic or not yet.
+	conns   map[*subscriber]struct{}
 	ctx     context.Context
 	cancel  context.CancelFunc
 	started bool
@@ -227,6 +230,7 @@ func NewHub(cfg HubConfig) (*Hub, error) {
 		cfg:     cfg,
 		metrics: newHubMetrics(),
 		topics:  map[string]*topic{},
+		conns:   map[*subscriber]struct{}{},
 		seed:    maphash.MakeSeed(),
 		upgrader: websocket.Upgrader{
 			HandshakeTimeout: cfg.WriteTimeout,
@@ -296,6 +300,9 @@ func (h *Hub) Stop() {
 		if cancel != nil {
 			cancel()
 		}
+		// The refresher ends the connections when the context ends; this
+		// covers connections that a Serve under way adds meanwhile.
+		h.endAll()
 		h.wg.Wait()
 	})
 }
@@ -390,10 +397,21 @@ func (h *Hub) refreshEvery() {
 	for {
 		select {
 		case <-h.ctx.Done():
+			h.endAll()
 			return
 		case <-t.C:
 			h.wakeAll()
 		}
+	}
+}
+
+// endAll closes every connection, telling browsers to reconnect, possibly
+// to another replica.
+func (h *Hub) endAll() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for s := range h.conns {
+		s.end(websocket.CloseGoingAway, "the server is restarting; reconnect")
 	}
 }
 
@@ -440,7 +458,7 @@ func (h *Hub) watch(t *topic) {
 	}
 }
 
-// render renders what is new on the topic once per class and queues it for
+// render renders what is new on the topic once per class and logs it for
 // the class's subscribers.
 func (h *Hub) render(t *topic) {
 	type job struct {

@@ -311,6 +311,20 @@ func TestViewerSeesEventsCommittedByAnotherReplica(t *testing.T) {
 	require.Equal(t, 1.0, metricValue(t, f.reg, "flightdeck_live_viewers"))
 }
 
+func TestPeriodicRefreshCoversALostNotification(t *testing.T) {
+	t.Parallel()
+	f := setup(t, func(c *live.HubConfig) { c.Refresh = 200 * time.Millisecond })
+	v := f.watch("alice", `{}`)
+	v.nextEvent(5 * time.Second)
+
+	// A writer that announces nothing, as if its notification were lost.
+	silent := store.New(f.writer.Pool(), store.Options{})
+	ev, err := silent.AppendRunEvent(context.Background(), f.run.ID, store.Event{Type: "driver.output", Payload: map[string]any{"line": "unannounced"}})
+	require.NoError(t, err)
+	require.Equal(t, ev.ID, v.nextEvent(3*time.Second).event)
+	v.quiet(500 * time.Millisecond)
+}
+
 func TestReconnectResumesWithoutGapsOrDuplicates(t *testing.T) {
 	t.Parallel()
 	f := setup(t, nil)

@@ -97,13 +97,14 @@ func (h *Hub) Serve(w http.ResponseWriter, r *http.Request, topicName string, m 
 		done:   make(chan struct{}),
 	}
 	h.mu.Lock()
-	if h.stopped {
+	if h.stopped || h.ctx.Err() != nil {
 		h.mu.Unlock()
 		s.sayGoodbye(websocket.CloseGoingAway, "the server is stopping; reconnect")
 		_ = conn.Close()
 		return
 	}
 	h.wg.Add(2)
+	h.conns[s] = struct{}{}
 	h.mu.Unlock()
 	h.viewers.Add(1)
 	h.metrics.viewers.Inc()
@@ -196,6 +197,9 @@ func (s *subscriber) write() {
 	defer h.wg.Done()
 	defer func() {
 		_ = s.conn.Close()
+		h.mu.Lock()
+		delete(h.conns, s)
+		h.mu.Unlock()
 		h.viewers.Add(-1)
 		h.metrics.viewers.Dec()
 	}()
@@ -205,9 +209,6 @@ func (s *subscriber) write() {
 	case cur = <-s.resume:
 	case <-s.done:
 		s.sayGoodbye(s.closeCode, s.closeText)
-		return
-	case <-h.ctx.Done():
-		s.sayGoodbye(websocket.CloseGoingAway, "the server is restarting; reconnect")
 		return
 	}
 
@@ -235,10 +236,9 @@ func (s *subscriber) write() {
 				return
 			}
 		case <-s.done:
+			// The hub stopping ends every subscriber this way too, rather
+			// than through a channel all of them would wait on.
 			s.sayGoodbye(s.closeCode, s.closeText)
-			return
-		case <-h.ctx.Done():
-			s.sayGoodbye(websocket.CloseGoingAway, "the server is restarting; reconnect")
 			return
 		}
 	}

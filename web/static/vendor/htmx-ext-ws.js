@@ -1,4 +1,4 @@
-/*! htmx-ext-ws 2.0.4 | https://htmx.org/extensions/ws/ | Zero-Clause BSD (0BSD), Copyright (c) 2023 Alexander Petros, see htmx-ext-ws.LICENSE */
+/*! htmx-ext-ws 2.0.4 | https://htmx.org/extensions/ws/ | License: 0BSD (Zero-Clause BSD), Copyright (c) 2023 Alexander Petros, see htmx-ext-ws.LICENSE */
 /*
 WebSockets Extension
 ============================
