@@ -449,6 +449,15 @@ func runStrategyLabel(s string) string {
 }
 
 // runSentence makes a reason read as a sentence.
+// trimLabel drops a label a reason already starts with, so that the event
+// log does not say "Rolled back: Rolled back: …".
+func trimLabel(reason, label string) string {
+	if rest, ok := strings.CutPrefix(reason, label); ok {
+		return strings.TrimSpace(rest)
+	}
+	return reason
+}
+
 func runSentence(s string) string {
 	s = strings.TrimSpace(s)
 	if s == "" {
@@ -1281,11 +1290,11 @@ func runEventText(e store.RunEvent, d runData) (string, string) {
 	case "run.aborted":
 		return withComment("Aborted"), "bad"
 	case "run.rolling_back":
-		return runSentence("Rolling back: " + cmp.Or(p.Reason, "requested")), "bad"
+		return runSentence("Rolling back: " + trimLabel(cmp.Or(p.Reason, "requested"), "Rolled back:")), "bad"
 	case "rollback.step_applied":
 		return fmt.Sprintf("Rollback step %d of %d applied.", p.Step, p.Of), "bad"
 	case "run.rolled_back":
-		return runSentence("Rolled back: " + cmp.Or(p.Reason, "users are back on "+cmp.Or(d.run.FromVersion, "the previous state"))), "bad"
+		return runSentence("Rolled back: " + trimLabel(cmp.Or(p.Reason, "users are back on "+cmp.Or(d.run.FromVersion, "the previous state")), "Rolled back:")), "bad"
 	case "run.succeeded":
 		return "Run succeeded.", "ok"
 	case "run.failed":

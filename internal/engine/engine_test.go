@@ -115,6 +115,14 @@ func TestRollbackVerdictReturnsTrafficToStable(t *testing.T) {
 	got, err := h.store.EnvironmentByID(context.Background(), env.ID)
 	require.NoError(t, err)
 	require.Equal(t, "v1", got.StableVersion)
+	phases, err := h.store.ListRunPhases(context.Background(), run.ID)
+	require.NoError(t, err)
+	statuses := make([]store.PhaseStatus, len(phases))
+	for i, p := range phases {
+		statuses[i] = p.Status
+	}
+	require.Equal(t, []store.PhaseStatus{store.PhaseSucceeded, store.PhaseRolledBack, store.PhaseSkipped, store.PhaseSkipped}, statuses,
+		"the phase that failed is rolled back; the ones never reached are skipped")
 }
 
 func TestBreachWhileAwaitingApprovalStillRollsBack(t *testing.T) {

@@ -515,6 +515,11 @@ func (e *Engine) rollBack(ctx context.Context, run store.Run) error {
 	return e.commit(ctx, run, store.Event{Type: "run." + string(run.FinalState), Payload: map[string]any{
 		"reason": run.Reason, "phase": run.PhaseIndex,
 	}}, func(tx *store.Store) error {
+		// Phases the run never reached are skipped; the ones in progress
+		// were rolled back.
+		if err := tx.SetRunPhasesStatusFrom(ctx, run.ID, run.PhaseIndex+1, store.PhaseSkipped, &now); err != nil {
+			return err
+		}
 		return tx.SetRunPhasesStatusFrom(ctx, run.ID, 0, store.PhaseRolledBack, &now)
 	})
 }
