@@ -263,8 +263,14 @@ func errorRate(o Observations, from time.Time, alpha float64, t Thresholds, thre
 		m.Detail = "no candidate requests"
 		return m
 	}
-	if o.BaselineVersion == "" {
+	baselineN, _ := since(o.Baseline.Windows[MetricErrorRate], from, o.Now)
+	if o.BaselineVersion == "" || baselineN == 0 {
 		// Judged on its own: is the error rate above the threshold itself?
+		// So is a candidate whose baseline serves nobody any more, as
+		// after a blue-green switch while the old version is kept warm.
+		if o.BaselineVersion != "" {
+			m.Detail = "the baseline served no requests; judged on its own"
+		}
 		m.Candidate = cs / float64(cn)
 		low, _ := stats.Wilson(int64(cs), cn, 2*t.Confidence-1)
 		m.Test = "Wilson interval against the threshold"

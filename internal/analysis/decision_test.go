@@ -228,3 +228,18 @@ func TestTheFirstWindowAfterWarmUpIsAwaited(t *testing.T) {
 	require.Contains(t, d.Explanation, "collecting the first 30s window")
 	require.Equal(t, engine.VerdictContinue, Decide(observe(5*time.Minute+30*time.Second, 0.25, healthy, healthy)).Verdict)
 }
+
+func TestACandidateWhoseBaselineServesNobodyIsJudgedOnItsOwn(t *testing.T) {
+	t.Parallel()
+	// After a blue-green switch the old version is kept warm with no
+	// traffic: the candidate has requests, the baseline none.
+	idle := series{requests: 0, rates: repeat(0, 20)}
+	d := Decide(observe(10*time.Minute, 1, series{requests: 600, rates: repeat(0.01, 20)}, idle))
+	require.Equal(t, engine.VerdictContinue, d.Verdict, d.Explanation)
+	require.Equal(t, OutcomeOK, d.Metrics[0].Outcome)
+	require.Contains(t, d.Metrics[0].Detail, "baseline served no requests")
+
+	d = Decide(observe(10*time.Minute, 1, series{requests: 600, rates: repeat(0.09, 20)}, idle))
+	require.Equal(t, engine.VerdictRollback, d.Verdict, "an error rate far above the threshold is caught without a baseline")
+	require.Equal(t, OutcomeDegraded, d.Metrics[0].Outcome)
+}
