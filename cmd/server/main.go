@@ -187,8 +187,9 @@ func serve(ctx context.Context, cfg Config, db *database, logger *slog.Logger, a
 	}
 	defer hub.Stop()
 
-	sessionStore := pgxstore.NewWithCleanupInterval(pool, 10*time.Minute)
-	defer sessionStore.StopCleanup()
+	// Expired sessions are removed by the retention pass, not by a
+	// goroutine of the session store.
+	sessionStore := pgxstore.NewWithCleanupInterval(pool, 0)
 	handler := api.New(api.Config{
 		Logger: logger, Readiness: st, Resources: st, Tokens: st, TokenAdmin: st,
 		Runs: eng, RunStore: st, Ingest: push.NewIngester(st, nil), Gatherer: reg, Registerer: reg,
@@ -668,12 +669,9 @@ func sameOrigin(publicURL string) func(*http.Request) bool {
 // moving until the returned function is called. A demo that cannot be
 // seeded is logged: it never stops the server.
 func startDemo(ctx context.Context, cfg demo.Config) (stop func()) {
-	seeded, err := demo.Seed(ctx, cfg)
-	switch {
-	case err != nil:
+	// Seed logs what it seeded and how to sign in.
+	if _, err := demo.Seed(ctx, cfg); err != nil {
 		cfg.Logger.WarnContext(ctx, "the demo could not be seeded", slog.String("error", err.Error()))
-	case seeded:
-		cfg.Logger.InfoContext(ctx, "demo apps and runs seeded; open the URL below and sign in")
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})

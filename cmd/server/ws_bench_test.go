@@ -62,7 +62,7 @@ func BenchmarkWebsocketFanout(b *testing.B) {
 	require.NoError(b, err)
 	password := "fanout-" + token[len(token)-24:]
 	s := startServer(b, []string{"DATABASE_URL=" + dbtest.URL(b), "FLIGHTDECK_ADMIN_TOKEN=" + token, "FLIGHTDECK_ADMIN_PASSWORD=" + password})
-	rest := &restClient{t: b, base: s.url, token: token}
+	rest := &benchREST{t: b, base: s.url, token: token}
 
 	rest.must("POST", "/api/v1/apps", `{"slug": "storefront", "name": "Storefront"}`, http.StatusCreated)
 	rest.must("POST", "/api/v1/apps/storefront/environments",
@@ -77,7 +77,7 @@ func BenchmarkWebsocketFanout(b *testing.B) {
 		return run.State == "running"
 	}, 30*time.Second, 100*time.Millisecond, "the engine did not start the run")
 
-	cookie := signIn(b, s.url, "admin", password)
+	cookie := sessionCookie(b, s.url, "admin", password)
 	page := &fanoutPage{
 		base:   s.url,
 		url:    "ws" + strings.TrimPrefix(s.url, "http") + fmt.Sprintf("/ws/runs/%d", run.ID),
@@ -102,6 +102,7 @@ func BenchmarkWebsocketFanout(b *testing.B) {
 	time.Sleep(3 * time.Second)
 	after := residentKB(b, s.cmd.Process.Pid)
 
+	serverCPU, ownCPU := cpuSeconds(b, s.cmd.Process.Pid), cpuSeconds(b, os.Getpid())
 	b.ResetTimer()
 	sent := make(map[int64]time.Time, fanoutRounds)
 	last := rest.lastEvent(run.ID)
@@ -121,6 +122,8 @@ func BenchmarkWebsocketFanout(b *testing.B) {
 		sent[id], last = at, newest
 	}
 	b.StopTimer()
+	serverCPU = cpuSeconds(b, s.cmd.Process.Pid) - serverCPU
+	ownCPU = cpuSeconds(b, os.Getpid()) - ownCPU
 
 	// Wait for stragglers, then take every viewer's delay for every change.
 	var lat []time.Duration
@@ -147,12 +150,13 @@ func BenchmarkWebsocketFanout(b *testing.B) {
 			time.Sleep(10 * time.Millisecond)
 		}
 	}
+	var each []string
 	for _, id := range slices.Sorted(maps.Keys(perChange)) {
 		l := perChange[id]
 		slices.Sort(l)
-		b.Logf("event %d, sent at %s: first viewer %s, p50 %s, p99 %s, last %s", id, sent[id].Format("15:04:05.000"),
-			quantile(l, 0), quantile(l, 0.5), quantile(l, 0.99), quantile(l, 1))
+		each = append(each, fmt.Sprintf("%d-%d", quantile(l, 0).Milliseconds(), quantile(l, 0.99).Milliseconds()))
 	}
+	b.Logf("first viewer to p99, in ms, for each change: %s", strings.Join(each, " "))
 	slices.Sort(lat)
 	p50, p99 := quantile(lat, 0.5), quantile(lat, 0.99)
 	kb := float64(after-before) / float64(viewers)
@@ -161,9 +165,10 @@ func BenchmarkWebsocketFanout(b *testing.B) {
 	b.ReportMetric(kb, "kb_per_conn")
 	b.ReportMetric(float64(viewers), "viewers")
 	b.ReportMetric(float64(missed), "missed")
+	b.ReportMetric(serverCPU*1000/float64(len(sent)), "server_cpu_ms/change")
 	b.ReportMetric(0, "ns/op")
-	b.Logf("%d viewers, %d changes: p50 %s, p99 %s, max %s; server resident set %d KiB before, %d KiB after connecting (%.1f KiB per viewer)",
-		viewers, len(sent), p50, p99, quantile(lat, 1), before, after, kb)
+	b.Logf("%d viewers, %d changes: p50 %s, p99 %s, max %s; server resident set %d KiB before, %d KiB after connecting (%.1f KiB per viewer); CPU while changing: server %.2fs, viewers %.2fs",
+		viewers, len(sent), p50, p99, quantile(lat, 1), before, after, kb, serverCPU, ownCPU)
 	require.Zero(b, closed, "connections the server closed during the run")
 	require.Zero(b, missed, "changes that never reached a viewer")
 }
@@ -307,15 +312,15 @@ func (v *fanoutViewer) arrivals(events map[int64]time.Time) (map[int64]time.Time
 	return got, v.done
 }
 
-// restClient calls the REST API with the admin token.
-type restClient struct {
+// benchREST calls the REST API with the admin token.
+type benchREST struct {
 	t     testing.TB
 	base  string
 	token string
 }
 
 // must sends the request and requires the status, returning the body.
-func (c *restClient) must(method, path, body string, status int) []byte {
+func (c *benchREST) must(method, path, body string, status int) []byte {
 	c.t.Helper()
 	req, err := http.NewRequest(method, c.base+path, strings.NewReader(body))
 	require.NoError(c.t, err)
@@ -332,13 +337,13 @@ func (c *restClient) must(method, path, body string, status int) []byte {
 	return out
 }
 
-func (c *restClient) decode(body []byte, v any) {
+func (c *benchREST) decode(body []byte, v any) {
 	c.t.Helper()
 	require.NoError(c.t, json.Unmarshal(body, v))
 }
 
 // events returns the run's events after the id, oldest first.
-func (c *restClient) events(runID, after int64) []struct {
+func (c *benchREST) events(runID, after int64) []struct {
 	ID   int64  `json:"id"`
 	Type string `json:"type"`
 } {
@@ -354,7 +359,7 @@ func (c *restClient) events(runID, after int64) []struct {
 }
 
 // lastEvent returns the id of the run's newest event.
-func (c *restClient) lastEvent(runID int64) int64 {
+func (c *benchREST) lastEvent(runID int64) int64 {
 	c.t.Helper()
 	var last int64
 	for {
@@ -368,7 +373,7 @@ func (c *restClient) lastEvent(runID int64) int64 {
 
 // eventOf returns the id of the first event of the type after the id,
 // and the newest event's id.
-func (c *restClient) eventOf(runID, after int64, typ string) (id, newest int64) {
+func (c *benchREST) eventOf(runID, after int64, typ string) (id, newest int64) {
 	c.t.Helper()
 	for _, ev := range c.events(runID, after) {
 		if ev.Type == typ && id == 0 {
@@ -380,9 +385,9 @@ func (c *restClient) eventOf(runID, after int64, typ string) (id, newest int64) 
 	return id, newest
 }
 
-// signIn signs in to the pages as a browser does and returns the session
+// sessionCookie signs in to the pages as a browser does and returns the session
 // cookie.
-func signIn(t testing.TB, base, username, password string) *http.Cookie {
+func sessionCookie(t testing.TB, base, username, password string) *http.Cookie {
 	t.Helper()
 	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	res, err := client.Get(base + "/login")
@@ -446,6 +451,23 @@ func residentKB(t testing.TB, pid int) int64 {
 	}
 	t.Fatalf("no VmRSS in /proc/%d/status", pid)
 	return 0
+}
+
+// cpuSeconds reads the processor time a process has used, in seconds.
+func cpuSeconds(t testing.TB, pid int) float64 {
+	t.Helper()
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	require.NoError(t, err)
+	// The fields after the command name, which is in parentheses and may
+	// hold spaces; utime and stime are the 12th and 13th of them, in
+	// clock ticks of 1/100 s.
+	fields := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
+	require.Greater(t, len(fields), 12, "/proc/%d/stat", pid)
+	utime, err := strconv.ParseFloat(fields[11], 64)
+	require.NoError(t, err)
+	stime, err := strconv.ParseFloat(fields[12], 64)
+	require.NoError(t, err)
+	return (utime + stime) / 100
 }
 
 // raiseFileLimit lets this process, and the server it starts, open n

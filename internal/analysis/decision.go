@@ -163,7 +163,9 @@ func Decide(o Observations) Decision {
 		er := errorRate(o, o.PhaseStartedAt, alpha, t, 0)
 		d.Metrics = []MetricResult{er}
 		ratio := er.Candidate / math.Max(er.Baseline, 0.001)
-		if o.BaselineVersion != "" && er.CandidateN >= t.FastFailMinRequests && ratio >= t.FastFailRatio && er.PValue <= alpha {
+		// The guard compares with a baseline that serves users; one kept
+		// warm without traffic gives no rate to be a multiple of.
+		if o.BaselineVersion != "" && er.BaselineN > 0 && er.CandidateN >= t.FastFailMinRequests && ratio >= t.FastFailRatio && er.PValue <= alpha {
 			d.Path.FastFail = true
 			d.Path.Degraded = true
 			return finish(d, engine.VerdictRollback, fmt.Sprintf(

@@ -234,6 +234,9 @@ func TestACandidateWhoseBaselineServesNobodyIsJudgedOnItsOwn(t *testing.T) {
 	// After a blue-green switch the old version is kept warm with no
 	// traffic: the candidate has requests, the baseline none.
 	idle := series{requests: 0, rates: repeat(0, 20)}
+	warming := Decide(observe(30*time.Second, 1, series{requests: 600, rates: repeat(0.012, 20)}, idle))
+	require.Equal(t, engine.VerdictWarmingUp, warming.Verdict, "no fast fail against a baseline without requests: %s", warming.Explanation)
+	require.False(t, warming.Path.FastFail)
 	d := Decide(observe(10*time.Minute, 1, series{requests: 600, rates: repeat(0.01, 20)}, idle))
 	require.Equal(t, engine.VerdictContinue, d.Verdict, d.Explanation)
 	require.Equal(t, OutcomeOK, d.Metrics[0].Outcome)

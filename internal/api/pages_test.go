@@ -291,3 +291,12 @@ func mustURL(t *testing.T, raw string) *url.URL {
 	require.NoError(t, err)
 	return u
 }
+
+func TestUnknownPathsAreNotFoundSignedInOrNot(t *testing.T) {
+	t.Parallel()
+	s := newPageServer(t)
+	s.addUser("rita", false)
+	require.Equal(t, http.StatusNotFound, s.anonymous().get("/no-such-page").Code)
+	require.Equal(t, http.StatusNotFound, s.signIn("rita").get("/no-such-page").Code)
+	require.Equal(t, http.StatusNotFound, s.anonymous().get("/ws/nothing").Code)
+}

@@ -152,7 +152,10 @@ func memberFrom(c echo.Context) *auth.Member {
 // and back to where they were going afterwards.
 func requireMember(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		if memberFrom(c) != nil {
+		// A path no page answers is a 404 for everyone, not a reason to
+		// sign in: the pages' group matches every path only so that its
+		// middleware runs.
+		if memberFrom(c) != nil || c.Path() == "/*" || c.Path() == "" {
 			return next(c)
 		}
 		target := "/login"

@@ -198,6 +198,11 @@ func TestSeedPutsEveryStrategyInFlightAndTheAnalysisActs(t *testing.T) {
 
 	require.Equal(t, store.RunRunning, w.run(canary.ID).State)
 	require.GreaterOrEqual(t, w.run(canary.ID).PhaseIndex, 1, "the healthy canary moved on while we watched")
+
+	// Every healthy run goes its way without a rollback: a few more
+	// minutes take the blue-green run past its switch and the rolling run
+	// into its last batch, where the old version no longer serves users.
+	w.advance(3*time.Minute, nil)
 	for key, r := range w.runs() {
 		if r.ID == faulty.ID {
 			continue

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"time"
 )
 
 // batchConn is a viewer's network connection that can gather the frames
@@ -25,6 +26,11 @@ type batchConn struct {
 	// a ping) must not cut into a batch being sent.
 	mu       sync.Mutex
 	gathered *[]byte
+	// deadline is the write deadline asked for while gathering, applied
+	// when the batch is sent rather than once per frame; armed is the one
+	// set on the network connection.
+	deadline time.Time
+	armed    time.Time
 }
 
 // batchBuffers are the buffers of batches being gathered.
@@ -43,6 +49,36 @@ func (c *batchConn) Write(p []byte) (int, error) {
 		return len(p), nil
 	}
 	return c.Conn.Write(p)
+}
+
+// SetWriteDeadline bounds the next write; while gathering, the batch's
+// write.
+func (c *batchConn) SetWriteDeadline(t time.Time) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.gathered != nil {
+		c.deadline = t
+		return nil
+	}
+	c.armed = t
+	return c.Conn.SetWriteDeadline(t)
+}
+
+// arm applies the deadline asked for while gathering. Setting a deadline
+// costs a timer update, so one already set is kept while it leaves at
+// least half the time asked for: a batch's write is then bounded by
+// between half and all of the write timeout.
+func (c *batchConn) arm() error {
+	want := c.deadline
+	c.deadline = time.Time{}
+	if want.IsZero() {
+		return nil
+	}
+	if !c.armed.After(want) && !c.armed.Before(want.Add(-time.Until(want)/2)) {
+		return nil
+	}
+	c.armed = want
+	return c.Conn.SetWriteDeadline(want)
 }
 
 // gather starts a batch: writes are held until send.
@@ -65,7 +101,9 @@ func (c *batchConn) send() error {
 	c.gathered = nil
 	var err error
 	if len(*b) > 0 {
-		_, err = c.Conn.Write(*b)
+		if err = c.arm(); err == nil {
+			_, err = c.Conn.Write(*b)
+		}
 	}
 	if cap(*b) <= maxPooledBatch {
 		*b = (*b)[:0]

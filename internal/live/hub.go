@@ -35,6 +35,9 @@ const (
 	// maxClientMessage is the largest message a browser may send; the
 	// resume message is far smaller.
 	maxClientMessage = 4096
+	// stopGrace is how long Stop lets connections say goodbye before it
+	// cuts short writes to viewers that do not read.
+	stopGrace = 2 * time.Second
 	// readBufferSize is small because browsers send one short message.
 	readBufferSize = 512
 )
@@ -303,7 +306,23 @@ func (h *Hub) Stop() {
 		// The refresher ends the connections when the context ends; this
 		// covers connections that a Serve under way adds meanwhile.
 		h.endAll()
-		h.wg.Wait()
+		finished := make(chan struct{})
+		go func() {
+			h.wg.Wait()
+			close(finished)
+		}()
+		select {
+		case <-finished:
+		case <-time.After(stopGrace):
+			// Writes stuck on viewers that stopped reading would hold
+			// the stop for up to WriteTimeout; cut them short.
+			h.mu.Lock()
+			for s := range h.conns {
+				_ = s.net.Conn.SetWriteDeadline(time.Now())
+			}
+			h.mu.Unlock()
+			<-finished
+		}
 	})
 }
 
@@ -590,8 +609,10 @@ func (h *Hub) drop(s *subscriber) {
 	h.metrics.dropped.Inc()
 	s.end(websocket.CloseTryAgainLater, "too slow to keep up; reconnect to resume")
 	// Unblock a write stuck on a viewer that stopped reading; its
-	// goroutine then closes the connection.
-	_ = s.conn.NetConn().SetWriteDeadline(time.Now())
+	// goroutine then closes the connection. The deadline is set on the
+	// network connection itself, past the batchConn's lock, which that
+	// write holds.
+	_ = s.net.Conn.SetWriteDeadline(time.Now())
 }
 
 // join adds the subscriber to its topic and class, creating them (and the

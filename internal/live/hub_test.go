@@ -182,6 +182,27 @@ func (f *fixture) origin() http.Header {
 	return http.Header{"Origin": {f.srv.URL}}
 }
 
+// stalled opens a socket that sends its resume message and never reads
+// again, with a receive buffer so small that the server's writes to it
+// soon block.
+func (f *fixture) stalled() {
+	f.t.Helper()
+	dialer := websocket.Dialer{NetDial: func(network, addr string) (net.Conn, error) {
+		d := net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
+			var serr error
+			err := c.Control(func(fd uintptr) {
+				serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096)
+			})
+			return errors.Join(err, serr)
+		}}
+		return d.Dial(network, addr)
+	}}
+	conn, _, err := dialer.Dial(f.wsURL(f.topic(), "alice"), f.origin())
+	require.NoError(f.t, err)
+	f.t.Cleanup(func() { _ = conn.Close() })
+	require.NoError(f.t, conn.WriteMessage(websocket.TextMessage, []byte(`{}`)))
+}
+
 // received is one frame as a viewer got it.
 type received struct {
 	at    time.Time
@@ -396,22 +417,7 @@ func TestSlowViewerIsDroppedWhileOthersKeepUp(t *testing.T) {
 	fast := f.watch("alice", `{}`)
 	fast.nextEvent(5 * time.Second)
 
-	// The slow viewer sends its resume message and never reads again, with
-	// a receive buffer so small that the server's writes soon block.
-	dialer := websocket.Dialer{NetDial: func(network, addr string) (net.Conn, error) {
-		d := net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
-			var serr error
-			err := c.Control(func(fd uintptr) {
-				serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096)
-			})
-			return errors.Join(err, serr)
-		}}
-		return d.Dial(network, addr)
-	}}
-	slow, _, err := dialer.Dial(f.wsURL(f.topic(), "alice"), f.origin())
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = slow.Close() })
-	require.NoError(t, slow.WriteMessage(websocket.TextMessage, []byte(`{}`)))
+	f.stalled()
 	require.Eventually(t, func() bool { return f.hub.Viewers() == 2 }, 5*time.Second, 10*time.Millisecond)
 
 	// Events are committed every 20 ms until the slow viewer has been
@@ -571,6 +577,30 @@ func TestStopClosesConnectionsSayingSo(t *testing.T) {
 	require.Equal(t, websocket.CloseGoingAway, ce.Code)
 	require.Zero(t, f.hub.Viewers())
 	f.hub.Stop()
+}
+
+func TestStopDoesNotWaitForViewersThatStoppedReading(t *testing.T) {
+	t.Parallel()
+	f := setup(t, func(c *live.HubConfig) {
+		c.SendQueue = 10000 // never dropped as slow
+		c.WriteTimeout = time.Minute
+	})
+	f.stalled()
+	reader := f.watch("alice", `{}`)
+	reader.nextEvent(5 * time.Second)
+	// More than the socket buffers hold, so the server's write blocks.
+	pad := strings.Repeat("x", 256<<10)
+	var last int64
+	for range 40 {
+		last = f.append(map[string]any{"pad": pad})
+	}
+	for reader.nextEvent(10*time.Second).event != last {
+	}
+
+	start := time.Now()
+	f.hub.Stop()
+	require.Less(t, time.Since(start), 10*time.Second, "Stop waited for a write to a viewer that does not read")
+	require.Zero(t, f.hub.Viewers())
 }
 
 func TestNewHubRefusesAnIncompleteConfiguration(t *testing.T) {

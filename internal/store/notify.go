@@ -21,8 +21,9 @@ const maxPayload = 7900
 
 // NotifierConfig tunes a Notifier.
 type NotifierConfig struct {
-	// Interval is the coalescing window: a run changed many times within it
-	// is announced once. Default 100ms.
+	// Interval is the coalescing window: the first change after a quiet
+	// spell is announced at once, and a run changed many times within the
+	// window after a flush is announced once at its end. Default 100ms.
 	Interval time.Duration
 	// Logger receives failures to notify. Default slog.Default().
 	Logger *slog.Logger
@@ -39,6 +40,8 @@ type Notifier struct {
 
 	mu      sync.Mutex
 	pending map[int64]struct{}
+	// wake tells the flush loop that something is pending.
+	wake chan struct{}
 
 	stopOnce sync.Once
 	cancel   context.CancelFunc
@@ -52,14 +55,21 @@ func NewNotifier(pool *pgxpool.Pool, cfg NotifierConfig) *Notifier {
 		interval: cmp.Or(cfg.Interval, 100*time.Millisecond),
 		logger:   cmp.Or(cfg.Logger, slog.Default()),
 		pending:  map[int64]struct{}{},
+		wake:     make(chan struct{}, 1),
 	}
 }
 
-// RunChanged queues a run id to be announced at the next flush.
+// RunChanged queues a run id to be announced. A change after a quiet spell
+// is announced at once; changes that follow within the interval wait for
+// the next flush, so the rate of NOTIFYs stays bounded under load.
 func (n *Notifier) RunChanged(id int64) {
 	n.mu.Lock()
 	n.pending[id] = struct{}{}
 	n.mu.Unlock()
+	select {
+	case n.wake <- struct{}{}:
+	default:
+	}
 }
 
 // Start runs the flush loop until Stop or until ctx ends.
@@ -68,8 +78,7 @@ func (n *Notifier) Start(ctx context.Context) error {
 	n.done = make(chan struct{})
 	go func() {
 		defer close(n.done)
-		t := time.NewTicker(n.interval)
-		defer t.Stop()
+		var last time.Time
 		for {
 			select {
 			case <-ctx.Done():
@@ -79,9 +88,19 @@ func (n *Notifier) Start(ctx context.Context) error {
 				n.flush(flushCtx)
 				cancel()
 				return
-			case <-t.C:
-				n.flush(ctx)
+			case <-n.wake:
 			}
+			if wait := n.interval - time.Since(last); wait > 0 {
+				t := time.NewTimer(wait)
+				select {
+				case <-ctx.Done():
+					t.Stop()
+					continue
+				case <-t.C:
+				}
+			}
+			n.flush(ctx)
+			last = time.Now()
 		}
 	}()
 	return nil

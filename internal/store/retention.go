@@ -70,8 +70,8 @@ func (r *Retention) Stop() {
 	})
 }
 
-// Pass removes expired idempotency keys and old metric windows once, each
-// under its own timeout.
+// Pass removes expired idempotency keys, expired sessions and old metric
+// windows once, each under its own timeout.
 func (r *Retention) Pass(ctx context.Context) {
 	run := func(what string, f func(ctx context.Context) (int64, error)) {
 		ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
@@ -86,6 +86,7 @@ func (r *Retention) Pass(ctx context.Context) {
 		}
 	}
 	run("idempotency_keys", r.store.DeleteExpiredIdempotencyKeys)
+	run("sessions", r.store.DeleteExpiredSessions)
 	run("metric_windows", func(ctx context.Context) (int64, error) {
 		return r.store.DeleteMetricWindowsBefore(ctx, r.store.Now().Add(-r.cfg.MetricWindows), 0)
 	})

@@ -33,8 +33,23 @@ func TestRetentionRemovesOnlyWhatExpired(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, claimed)
 
+	_, err = f.pool.Exec(ctx, `INSERT INTO sessions (token, data, expiry) VALUES ('gone', '', $1), ('alive', '', $2)`,
+		fixedNow.Add(-time.Minute), fixedNow.Add(time.Hour))
+	require.NoError(t, err)
+
 	r := store.NewRetention(f.store, store.RetentionConfig{})
 	r.Pass(ctx)
+
+	var sessions []string
+	rows, err := f.pool.Query(ctx, "SELECT token FROM sessions ORDER BY token")
+	require.NoError(t, err)
+	for rows.Next() {
+		var tok string
+		require.NoError(t, rows.Scan(&tok))
+		sessions = append(sessions, tok)
+	}
+	require.NoError(t, rows.Err())
+	require.Equal(t, []string{"alive"}, sessions, "expired sessions are removed, live ones kept")
 
 	left, err := f.store.ListMetricWindows(ctx, run.ID, "candidate", "error_rate", fixedNow.Add(-60*24*time.Hour), fixedNow)
 	require.NoError(t, err)

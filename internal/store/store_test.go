@@ -411,3 +411,43 @@ func TestAppsUpdateAndPage(t *testing.T) {
 	_, err = f.store.CreateApp(ctx, store.NewApp{Slug: "Not A Slug", Name: "x"})
 	require.ErrorIs(t, err, store.ErrInvalid, "the schema refuses what the API should have caught")
 }
+
+func TestAChangeAfterAQuietSpellIsAnnouncedAtOnce(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	ctx := context.Background()
+
+	// A long coalescing window: only changes that follow a flush wait for it.
+	notifier := store.NewNotifier(f.pool, store.NotifierConfig{Interval: 3 * time.Second})
+	require.NoError(t, notifier.Start(ctx))
+	t.Cleanup(notifier.Stop)
+
+	conn, err := f.pool.Acquire(ctx)
+	require.NoError(t, err)
+	defer conn.Release()
+	_, err = conn.Exec(ctx, "LISTEN "+store.RunsChannel)
+	require.NoError(t, err)
+
+	wait := func(within time.Duration) ([]int64, error) {
+		waitCtx, cancel := context.WithTimeout(ctx, within)
+		defer cancel()
+		n, err := conn.Conn().WaitForNotification(waitCtx)
+		if err != nil {
+			return nil, err
+		}
+		return store.ParseRunIDs(n.Payload), nil
+	}
+
+	notifier.RunChanged(41)
+	ids, err := wait(time.Second)
+	require.NoError(t, err, "the first change is not held back for the window")
+	require.Equal(t, []int64{41}, ids)
+
+	notifier.RunChanged(42)
+	notifier.RunChanged(43)
+	_, err = wait(time.Second)
+	require.Error(t, err, "changes right after a flush wait for the window")
+	ids, err = wait(5 * time.Second)
+	require.NoError(t, err)
+	require.ElementsMatch(t, []int64{42, 43}, ids, "and are announced together")
+}

@@ -1,0 +1,3 @@
+-- name: SessionsDeleteExpired :execrows
+-- Sessions are read only while unexpired; retention removes the rest.
+DELETE FROM sessions WHERE expiry < @now;
