@@ -47,7 +47,7 @@ type releaseFixture struct {
 	eng *engine.Engine
 }
 
-func newReleaseFixture(t *testing.T) *releaseFixture {
+func newReleaseFixture(t testing.TB) *releaseFixture {
 	t.Helper()
 	var eng *engine.Engine
 	s := newPageServer(t, withEngine(healthyRecordAnalyzer{}, &eng))

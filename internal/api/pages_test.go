@@ -28,7 +28,7 @@ import (
 // pageServer is the pages served over HTTP on a real database, with people
 // to sign in as.
 type pageServer struct {
-	t     *testing.T
+	t     testing.TB
 	URL   string
 	Store *store.Store
 }
@@ -38,7 +38,7 @@ type pageServerOption func(*api.Config)
 
 // newPageServer serves every page on a fresh database. Options add what a
 // test needs beyond sign-in and the store, such as the engine.
-func newPageServer(t *testing.T, opts ...pageServerOption) *pageServer {
+func newPageServer(t testing.TB, opts ...pageServerOption) *pageServer {
 	t.Helper()
 	pool := dbtest.New(t)
 	st := store.New(pool, store.Options{})
@@ -100,7 +100,7 @@ func (s *pageServer) addUser(username string, admin bool, roles ...string) store
 
 // browser is a client with its own cookies, as one person's browser.
 type browser struct {
-	t      *testing.T
+	t      testing.TB
 	base   string
 	client *http.Client
 }

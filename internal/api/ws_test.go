@@ -61,7 +61,7 @@ func wsRun(t *testing.T, st *store.Store) store.Run {
 
 // socket is a page's websocket as the browser opened it.
 type socket struct {
-	t    *testing.T
+	t    testing.TB
 	conn *websocket.Conn
 }
 
