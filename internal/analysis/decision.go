@@ -458,8 +458,19 @@ func compareWindows(c, b []float64, m MetricResult, alpha float64, threshold fun
 	}
 	m.CandidateN, m.BaselineN, m.Outcome = int64(len(c)), int64(len(b)), OutcomeOK
 	if len(c) < minWindows || len(b) < minWindows {
+		// Show what there is, so that "too little data" never reads as 0.
+		if len(c) > 0 {
+			m.Candidate = median(c)
+		}
+		if len(b) > 0 {
+			m.Baseline = median(b)
+			m.Threshold = threshold(m.Baseline)
+		}
 		m.Outcome = OutcomeInsufficient
 		m.Detail = fmt.Sprintf("needs %d windows on each side", minWindows)
+		if len(b) == 0 {
+			m.Detail = "the baseline served no requests to compare with"
+		}
 		return m
 	}
 	m.Candidate, m.Baseline = median(c), median(b)
@@ -591,10 +602,14 @@ func continueSentence(o Observations, d Decision) string {
 	s := fmt.Sprintf("Continue: %s is within every threshold", o.CandidateVersion)
 	if er.CandidateN > 0 {
 		s += fmt.Sprintf(" (error rate %s", pct(er.Candidate))
-		if o.BaselineVersion != "" {
-			s += fmt.Sprintf(" vs %s on %s", pct(er.Baseline), o.BaselineVersion)
+		switch {
+		case o.BaselineVersion != "" && er.BaselineN > 0:
+			s += fmt.Sprintf(" vs %s on %s, %s requests)", pct(er.Baseline), o.BaselineVersion, count(er.CandidateN))
+		case o.BaselineVersion != "":
+			s += fmt.Sprintf(", %s requests; %s serves no traffic, so it is judged on its own)", count(er.CandidateN), o.BaselineVersion)
+		default:
+			s += fmt.Sprintf(", %s requests)", count(er.CandidateN))
 		}
-		s += fmt.Sprintf(", %s requests)", count(er.CandidateN))
 	}
 	if d.Experiment != nil && d.Experiment.Significant {
 		s += fmt.Sprintf("; the A/B test is significant: %s wins (p = %.3g)", d.Experiment.Winner, d.Experiment.PValue)

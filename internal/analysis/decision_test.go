@@ -237,10 +237,18 @@ func TestACandidateWhoseBaselineServesNobodyIsJudgedOnItsOwn(t *testing.T) {
 	warming := Decide(observe(30*time.Second, 1, series{requests: 600, rates: repeat(0.012, 20)}, idle))
 	require.Equal(t, engine.VerdictWarmingUp, warming.Verdict, "no fast fail against a baseline without requests: %s", warming.Explanation)
 	require.False(t, warming.Path.FastFail)
-	d := Decide(observe(10*time.Minute, 1, series{requests: 600, rates: repeat(0.01, 20)}, idle))
+	d := Decide(observe(10*time.Minute, 1, series{requests: 600, rates: repeat(0.01, 20), p99: repeat(240, 20)}, idle))
 	require.Equal(t, engine.VerdictContinue, d.Verdict, d.Explanation)
+	for _, m := range d.Metrics {
+		if m.Metric == "latency_p99" {
+			require.Equal(t, OutcomeInsufficient, m.Outcome)
+			require.InDelta(t, 240, m.Candidate, 0.001, "the candidate's latency is shown even with nothing to compare it with")
+			require.Contains(t, m.Detail, "baseline served no requests")
+		}
+	}
 	require.Equal(t, OutcomeOK, d.Metrics[0].Outcome)
 	require.Contains(t, d.Metrics[0].Detail, "baseline served no requests")
+	require.Contains(t, d.Explanation, "v1 serves no traffic, so it is judged on its own")
 
 	d = Decide(observe(10*time.Minute, 1, series{requests: 600, rates: repeat(0.09, 20)}, idle))
 	require.Equal(t, engine.VerdictRollback, d.Verdict, "an error rate far above the threshold is caught without a baseline")
