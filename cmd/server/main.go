@@ -48,6 +48,7 @@ import (
 	"github.com/flightdeckhq/flightdeck/internal/demo"
 	"github.com/flightdeckhq/flightdeck/internal/engine"
 	"github.com/flightdeckhq/flightdeck/internal/engine/driver"
+	"github.com/flightdeckhq/flightdeck/internal/engine/driver/nginx"
 	"github.com/flightdeckhq/flightdeck/internal/engine/driver/simulator"
 	"github.com/flightdeckhq/flightdeck/internal/live"
 	"github.com/flightdeckhq/flightdeck/internal/pgcluster"
@@ -135,6 +136,9 @@ func serve(ctx context.Context, cfg Config, db *database, logger *slog.Logger, a
 	fleet := simulator.New(simulator.Options{Seed: time.Now().UnixNano()})
 	drivers := driver.NewRegistry()
 	drivers.Register(simulator.Type, fleet)
+	// nginx moves real traffic on a single server by rewriting include
+	// files and reloading nginx.
+	drivers.Register(nginx.Type, nginx.New(nginx.Options{Logger: logger}))
 	eng, err := engine.New(engine.Config{
 		Store:    st,
 		Drivers:  drivers,

@@ -12,6 +12,7 @@ import (
 	"github.com/flightdeckhq/flightdeck/internal/analysis"
 	"github.com/flightdeckhq/flightdeck/internal/analysis/promql"
 	"github.com/flightdeckhq/flightdeck/internal/engine/driver"
+	"github.com/flightdeckhq/flightdeck/internal/engine/driver/nginx"
 	"github.com/flightdeckhq/flightdeck/internal/engine/driver/simulator"
 	"github.com/flightdeckhq/flightdeck/internal/engine/plan"
 )
@@ -26,8 +27,8 @@ var (
 // named so that an environment asking for one hears that it is coming
 // rather than that it is unknown.
 var (
-	availableDrivers = []string{simulator.Type}
-	reservedDrivers  = []string{"webhook", "nginx"}
+	availableDrivers = []string{simulator.Type, nginx.Type}
+	reservedDrivers  = []string{"webhook"}
 )
 
 // Metric source types.
@@ -49,6 +50,14 @@ func checkDriver(raw json.RawMessage) []plan.FieldError {
 	switch typ {
 	case simulator.Type:
 		err := simulator.ValidateConfig(raw)
+		if cfgErr, ok := errors.AsType[*driver.ConfigError](err); ok {
+			return prefixed("driver", "config", cfgErr.Errors)
+		}
+		if err != nil {
+			return []plan.FieldError{{Field: "driver", Message: err.Error()}}
+		}
+	case nginx.Type:
+		err := nginx.ValidateConfig(raw)
 		if cfgErr, ok := errors.AsType[*driver.ConfigError](err); ok {
 			return prefixed("driver", "config", cfgErr.Errors)
 		}
