@@ -50,6 +50,7 @@ import (
 	"github.com/flightdeckhq/flightdeck/internal/engine/driver"
 	"github.com/flightdeckhq/flightdeck/internal/engine/driver/nginx"
 	"github.com/flightdeckhq/flightdeck/internal/engine/driver/simulator"
+	"github.com/flightdeckhq/flightdeck/internal/engine/driver/webhook"
 	"github.com/flightdeckhq/flightdeck/internal/live"
 	"github.com/flightdeckhq/flightdeck/internal/pgcluster"
 	"github.com/flightdeckhq/flightdeck/internal/store"
@@ -139,6 +140,9 @@ func serve(ctx context.Context, cfg Config, db *database, logger *slog.Logger, a
 	// nginx moves real traffic on a single server by rewriting include
 	// files and reloading nginx.
 	drivers.Register(nginx.Type, nginx.New(nginx.Options{Logger: logger}))
+	// webhook POSTs signed desired states to any deploy system; delivery
+	// state is kept in the database so every replica sees completions.
+	drivers.Register(webhook.Type, webhook.New(webhook.Options{Store: st, Logger: logger}))
 	eng, err := engine.New(engine.Config{
 		Store:    st,
 		Drivers:  drivers,

@@ -50,7 +50,9 @@ func scopeFor(c echo.Context) auth.Scope {
 		return auth.ScopeRead
 	case c.Path() == runActionRoute && (c.Param("action") == "approve" || c.Param("action") == "reject"):
 		return auth.ScopeApprove
-	case c.Path() == runActionRoute || c.Path() == createRunRoute:
+	case c.Path() == runActionRoute || c.Path() == createRunRoute || c.Path() == driverStatusRoute:
+		// A deploy system reporting that it applied a phase acts on the
+		// run as CI does.
 		return auth.ScopeDeploy
 	default:
 		return auth.ScopeAdmin

@@ -14,6 +14,7 @@ import (
 	"github.com/flightdeckhq/flightdeck/internal/engine/driver"
 	"github.com/flightdeckhq/flightdeck/internal/engine/driver/nginx"
 	"github.com/flightdeckhq/flightdeck/internal/engine/driver/simulator"
+	"github.com/flightdeckhq/flightdeck/internal/engine/driver/webhook"
 	"github.com/flightdeckhq/flightdeck/internal/engine/plan"
 )
 
@@ -27,8 +28,8 @@ var (
 // named so that an environment asking for one hears that it is coming
 // rather than that it is unknown.
 var (
-	availableDrivers = []string{simulator.Type, nginx.Type}
-	reservedDrivers  = []string{"webhook"}
+	availableDrivers = []string{simulator.Type, nginx.Type, webhook.Type}
+	reservedDrivers  []string
 )
 
 // Metric source types.
@@ -50,6 +51,14 @@ func checkDriver(raw json.RawMessage) []plan.FieldError {
 	switch typ {
 	case simulator.Type:
 		err := simulator.ValidateConfig(raw)
+		if cfgErr, ok := errors.AsType[*driver.ConfigError](err); ok {
+			return prefixed("driver", "config", cfgErr.Errors)
+		}
+		if err != nil {
+			return []plan.FieldError{{Field: "driver", Message: err.Error()}}
+		}
+	case webhook.Type:
+		err := webhook.ValidateConfig(raw)
 		if cfgErr, ok := errors.AsType[*driver.ConfigError](err); ok {
 			return prefixed("driver", "config", cfgErr.Errors)
 		}

@@ -279,7 +279,7 @@ func (ch environmentChange) apply(env *store.Environment) {
 		env.Tier = *ch.tier
 	}
 	if ch.driver != nil {
-		env.Driver = ch.driver
+		env.Driver = keepHiddenSecret(ch.driver, env.Driver)
 	}
 	if ch.metrics != nil {
 		env.Metrics = ch.metrics
@@ -346,7 +346,7 @@ func environmentBody(app store.App, e store.Environment) apigen.Environment {
 		App:                   app.Slug,
 		Name:                  e.Name,
 		Tier:                  apigen.Tier(e.Tier),
-		Driver:                e.Driver,
+		Driver:                hideDriverSecret(e.Driver),
 		Metrics:               e.Metrics,
 		DefaultStrategy:       apigen.Strategy(e.DefaultStrategy),
 		StrategyDefaults:      e.StrategyDefaults,
@@ -368,4 +368,52 @@ func optional(s string) *string {
 		return nil
 	}
 	return &s
+}
+
+// hiddenSecret stands in for a driver's "secret" wherever an environment is
+// shown: the secret signs deliveries and never leaves the server. Sending
+// the placeholder back keeps the stored secret, so a configuration read,
+// edited and sent again does not lose it.
+const hiddenSecret = "(hidden; send a new secret to change it)"
+
+// hideDriverSecret returns the driver configuration with its "secret"
+// replaced by hiddenSecret.
+func hideDriverSecret(driver json.RawMessage) json.RawMessage {
+	var fields map[string]json.RawMessage
+	if json.Unmarshal(driver, &fields) != nil {
+		return driver
+	}
+	if _, ok := fields["secret"]; !ok {
+		return driver
+	}
+	fields["secret"], _ = json.Marshal(hiddenSecret)
+	hidden, err := json.Marshal(fields)
+	if err != nil {
+		return driver
+	}
+	return hidden
+}
+
+// keepHiddenSecret returns the new driver configuration with the stored
+// secret in place of hiddenSecret. A placeholder with no stored secret to
+// stand for is left as sent, and the driver's validation refuses it.
+func keepHiddenSecret(next, stored json.RawMessage) json.RawMessage {
+	var fields, old map[string]json.RawMessage
+	if json.Unmarshal(next, &fields) != nil || json.Unmarshal(stored, &old) != nil {
+		return next
+	}
+	var secret string
+	if json.Unmarshal(fields["secret"], &secret) != nil || secret != hiddenSecret {
+		return next
+	}
+	previous, ok := old["secret"]
+	if !ok {
+		return next
+	}
+	fields["secret"] = previous
+	kept, err := json.Marshal(fields)
+	if err != nil {
+		return next
+	}
+	return kept
 }

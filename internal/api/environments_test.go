@@ -157,13 +157,13 @@ func TestEnvironmentEndpoints(t *testing.T) {
 			fields: []string{`driver.faults["v2"].colour`, `driver.faults["v2"].error_rate`, "driver.instances"},
 			check:  nothingCreated,
 		},
-		"create with a driver that is not available yet": {
+		"create with a webhook driver without its secret": {
 			seed:   onlyApp,
 			x:      exchange{method: http.MethodPost, path: envs, body: `{"name": "production", "driver": {"type": "webhook", "url": "https://deploy.example"}}`},
 			status: http.StatusUnprocessableEntity,
-			fields: []string{"driver.type"},
+			fields: []string{"driver.secret"},
 			check: func(t *testing.T, a *restAPI, body []byte) {
-				require.Contains(t, string(body), "not available yet")
+				require.Contains(t, string(body), "every delivery is signed with it")
 				nothingCreated(t, a, body)
 			},
 		},

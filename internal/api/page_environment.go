@@ -610,7 +610,7 @@ func fillChoices(f *templates.EnvSettingsForm) {
 func settingsFormFrom(env store.Environment) templates.EnvSettingsForm {
 	f := templates.EnvSettingsForm{
 		Digest: settingsDigest(env), Tier: env.Tier, DefaultStrategy: env.DefaultStrategy,
-		StrategyDefaults: prettyJSON(env.StrategyDefaults), Driver: prettyJSON(env.Driver), Metrics: prettyJSON(env.Metrics),
+		StrategyDefaults: prettyJSON(env.StrategyDefaults), Driver: prettyJSON(hideDriverSecret(env.Driver)), Metrics: prettyJSON(env.Metrics),
 		FailurePolicy: env.FailurePolicy, RequireApproval: env.RequireApproval, ApproverNotStarter: env.ApproverNotStarter,
 	}
 	fillChoices(&f)

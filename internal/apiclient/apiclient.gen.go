@@ -97,6 +97,24 @@ func (e DecisionSummaryVerdict) Valid() bool {
 	}
 }
 
+// Defines values for DriverStatusStatus.
+const (
+	DriverStatusStatusFailed    DriverStatusStatus = "failed"
+	DriverStatusStatusSucceeded DriverStatusStatus = "succeeded"
+)
+
+// Valid indicates whether the value is a known member of the DriverStatusStatus enum.
+func (e DriverStatusStatus) Valid() bool {
+	switch e {
+	case DriverStatusStatusFailed:
+		return true
+	case DriverStatusStatusSucceeded:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for FailurePolicy.
 const (
 	FailurePolicyPause    FailurePolicy = "pause"
@@ -109,6 +127,21 @@ func (e FailurePolicy) Valid() bool {
 	case FailurePolicyPause:
 		return true
 	case FailurePolicyRollback:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for NginxDriverConfigType.
+const (
+	Nginx NginxDriverConfigType = "nginx"
+)
+
+// Valid indicates whether the value is a known member of the NginxDriverConfigType enum.
+func (e NginxDriverConfigType) Valid() bool {
+	switch e {
+	case Nginx:
 		return true
 	default:
 		return false
@@ -139,24 +172,6 @@ const (
 func (e PushMetricsConfigType) Valid() bool {
 	switch e {
 	case Push:
-		return true
-	default:
-		return false
-	}
-}
-
-// Defines values for ReservedDriverConfigType.
-const (
-	Nginx   ReservedDriverConfigType = "nginx"
-	Webhook ReservedDriverConfigType = "webhook"
-)
-
-// Valid indicates whether the value is a known member of the ReservedDriverConfigType enum.
-func (e ReservedDriverConfigType) Valid() bool {
-	switch e {
-	case Nginx:
-		return true
-	case Webhook:
 		return true
 	default:
 		return false
@@ -382,6 +397,21 @@ func (e TokenScope) Valid() bool {
 	}
 }
 
+// Defines values for WebhookDriverConfigType.
+const (
+	Webhook WebhookDriverConfigType = "webhook"
+)
+
+// Valid indicates whether the value is a known member of the WebhookDriverConfigType enum.
+func (e WebhookDriverConfigType) Valid() bool {
+	switch e {
+	case Webhook:
+		return true
+	default:
+		return false
+	}
+}
+
 // ABTestParams defines model for ABTestParams.
 type ABTestParams struct {
 	// MaxDuration When the test stops even without significance; longer than min_duration. Default 14d.
@@ -499,9 +529,9 @@ type CreateEnvironmentRequest struct {
 	DefaultStrategy *Strategy `json:"default_strategy,omitempty"`
 
 	// Driver The driver that makes a run's desired state true, chosen by `type`,
-	// with that driver's settings beside it. Only `simulator` is available
-	// now; `webhook` and `nginx` are reserved and refused with 422 until
-	// their drivers ship.
+	// with that driver's settings beside it: `simulator` (a modelled
+	// fleet), `webhook` (signed desired states POSTed to any deploy
+	// system) or `nginx` (include files for an nginx on one server).
 	Driver *DriverConfig `json:"driver,omitempty"`
 
 	// FailurePolicy What happens to a run whose metric source keeps failing or whose driver keeps erroring.
@@ -621,10 +651,40 @@ type DecisionSummary struct {
 type DecisionSummaryVerdict string
 
 // DriverConfig The driver that makes a run's desired state true, chosen by `type`,
-// with that driver's settings beside it. Only `simulator` is available
-// now; `webhook` and `nginx` are reserved and refused with 422 until
-// their drivers ship.
+// with that driver's settings beside it: `simulator` (a modelled
+// fleet), `webhook` (signed desired states POSTed to any deploy
+// system) or `nginx` (include files for an nginx on one server).
 type DriverConfig = json.RawMessage
+
+// DriverStatus A recorded report on one delivery.
+type DriverStatus struct {
+	Generation int64     `json:"generation"`
+	Message    string    `json:"message"`
+	Ok         bool      `json:"ok"`
+	ReportedAt time.Time `json:"reported_at"`
+
+	// ReportedBy Who reported it, such as `token:deploy-bot`.
+	ReportedBy string `json:"reported_by"`
+	RunId      int64  `json:"run_id"`
+
+	// Status The delivery's final status.
+	Status DriverStatusStatus `json:"status"`
+}
+
+// DriverStatusStatus The delivery's final status.
+type DriverStatusStatus string
+
+// DriverStatusRequest A deploy system's report on one desired state it accepted.
+type DriverStatusRequest struct {
+	// Generation The `generation` of the delivery being reported on.
+	Generation int64 `json:"generation"`
+
+	// Message What the deploy system has to say, such as why it failed.
+	Message *string `json:"message,omitempty"`
+
+	// Ok Whether the desired state is now in place.
+	Ok bool `json:"ok"`
+}
 
 // Duration A length of time such as `"90s"`, `"5m"`, `"1h30m"`, `"24h"` or `"3d"`; a day is always 24 hours.
 //
@@ -648,9 +708,9 @@ type Environment struct {
 	DefaultStrategy Strategy `json:"default_strategy"`
 
 	// Driver The driver that makes a run's desired state true, chosen by `type`,
-	// with that driver's settings beside it. Only `simulator` is available
-	// now; `webhook` and `nginx` are reserved and refused with 422 until
-	// their drivers ship.
+	// with that driver's settings beside it: `simulator` (a modelled
+	// fleet), `webhook` (signed desired states POSTed to any deploy
+	// system) or `nginx` (include files for an nginx on one server).
 	Driver DriverConfig `json:"driver"`
 
 	// FailurePolicy What happens to a run whose metric source keeps failing or whose driver keeps erroring.
@@ -786,6 +846,47 @@ type MetricSample struct {
 // MetricsConfig Where the metrics that judge a run come from, chosen by `type`.
 type MetricsConfig = json.RawMessage
 
+// NginxDriverConfig Renders `http.conf` (upstreams, weighted mix, cohort maps) and
+// `server.conf` (the routed location, mirroring) into `dir`, checks
+// them with `test_command`, reloads with `reload_command` and restores
+// the last good files when either fails. Commands get `{version}`,
+// `{instances}`, `{app}` and `{environment}` filled in.
+type NginxDriverConfig struct {
+	// CommandTimeout Time limit of each command, a Go duration from 1s to 1h. Default 2m.
+	CommandTimeout *string `json:"command_timeout,omitempty"`
+
+	// Dir Absolute directory for this environment's two include files.
+	Dir string `json:"dir"`
+
+	// HashKeys Where the user id of a hash cohort comes from, as nginx variables.
+	HashKeys *map[string]string `json:"hash_keys,omitempty"`
+
+	// Location The prefix location that is routed. Default "/".
+	Location *string `json:"location,omitempty"`
+
+	// ReloadCommand Reloads nginx. Default "nginx -s reload".
+	ReloadCommand *string `json:"reload_command,omitempty"`
+
+	// ServerTemplate Address of a version not in servers, with {version} and optionally {index}.
+	ServerTemplate *string `json:"server_template,omitempty"`
+
+	// Servers Addresses (host:port) of each version's instances.
+	Servers *map[string][]string `json:"servers,omitempty"`
+
+	// StartCommand Starts a version's instances.
+	StartCommand *string `json:"start_command,omitempty"`
+
+	// StopCommand Stops a version's instances.
+	StopCommand *string `json:"stop_command,omitempty"`
+
+	// TestCommand Checks the configuration. Default "nginx -t".
+	TestCommand *string               `json:"test_command,omitempty"`
+	Type        NginxDriverConfigType `json:"type"`
+}
+
+// NginxDriverConfigType defines model for NginxDriverConfig.Type.
+type NginxDriverConfigType string
+
 // Problem An RFC 9457 problem document, the one error shape of the API.
 type Problem struct {
 	// Detail What went wrong with this request, for people.
@@ -852,14 +953,6 @@ type RecreateParams struct {
 	// HealthCheckTimeout How long the new version is watched after it starts. Default 2m.
 	HealthCheckTimeout *Duration `json:"health_check_timeout,omitempty"`
 }
-
-// ReservedDriverConfig A driver that is not available yet (`webhook`, `nginx`); an environment naming it is refused with 422.
-type ReservedDriverConfig struct {
-	Type ReservedDriverConfigType `json:"type"`
-}
-
-// ReservedDriverConfigType defines model for ReservedDriverConfig.Type.
-type ReservedDriverConfigType string
 
 // Ring defines model for Ring.
 type Ring struct {
@@ -1223,9 +1316,9 @@ type UpdateEnvironmentRequest struct {
 	DefaultStrategy *Strategy `json:"default_strategy,omitempty"`
 
 	// Driver The driver that makes a run's desired state true, chosen by `type`,
-	// with that driver's settings beside it. Only `simulator` is available
-	// now; `webhook` and `nginx` are reserved and refused with 422 until
-	// their drivers ship.
+	// with that driver's settings beside it: `simulator` (a modelled
+	// fleet), `webhook` (signed desired states POSTed to any deploy
+	// system) or `nginx` (include files for an nginx on one server).
 	Driver *DriverConfig `json:"driver,omitempty"`
 
 	// FailurePolicy What happens to a run whose metric source keeps failing or whose driver keeps erroring.
@@ -1282,6 +1375,38 @@ type VersionWeight struct {
 	// Weight The share of traffic in percent.
 	Weight int `json:"weight"`
 }
+
+// WebhookDriverConfig Each phase's desired state is POSTed as JSON to `url`, signed with
+// HMAC-SHA256 over the timestamp and the body (header
+// `Flightdeck-Signature: t=<unix>,v1=<hex>`) with a delivery id
+// (`Flightdeck-Delivery`). 2xx applies the phase; 202 waits for the
+// receiver to report through `POST /runs/{id}/driver-status`; 5xx,
+// 408, 429 and timeouts are retried with backoff until `deadline`.
+// In answers the secret is replaced by a placeholder; sending the
+// placeholder back keeps the stored secret.
+type WebhookDriverConfig struct {
+	// Deadline Time within which a phase must be applied before it fails. Default 10m.
+	Deadline *string `json:"deadline,omitempty"`
+
+	// Headers Extra request headers, such as an authorization for the receiver.
+	Headers *map[string]string `json:"headers,omitempty"`
+
+	// Secret Shared signing secret, at least 16 bytes (or use secret_file).
+	Secret *string `json:"secret,omitempty"`
+
+	// SecretFile Absolute path of a file holding the secret, read at each delivery.
+	SecretFile *string `json:"secret_file,omitempty"`
+
+	// Timeout Time limit of one request, a Go duration. Default 10s, at most 15s.
+	Timeout *string                 `json:"timeout,omitempty"`
+	Type    WebhookDriverConfigType `json:"type"`
+
+	// Url Absolute http or https URL of the receiver.
+	Url string `json:"url"`
+}
+
+// WebhookDriverConfigType defines model for WebhookDriverConfig.Type.
+type WebhookDriverConfigType string
 
 // AppSlug 1 to 63 lowercase letters, digits and hyphens, starting and ending with
 // a letter or digit, as in a DNS label.
@@ -1435,6 +1560,9 @@ type CreateRunJSONRequestBody = CreateRunRequest
 
 // ActOnRunJSONRequestBody defines body for ActOnRun for application/json ContentType.
 type ActOnRunJSONRequestBody = RunActionRequest
+
+// ReportDriverStatusJSONRequestBody defines body for ReportDriverStatus for application/json ContentType.
+type ReportDriverStatusJSONRequestBody = DriverStatusRequest
 
 // IngestMetricsJSONRequestBody defines body for IngestMetrics for application/json ContentType.
 type IngestMetricsJSONRequestBody = MetricBatch
@@ -1754,6 +1882,46 @@ type ClientInterface interface {
 	//
 	// Corresponds with GET /api/v1/runs/{id}/decisions (the `ListRunDecisions` operationId).
 	ListRunDecisions(ctx context.Context, id RunID, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// ReportDriverStatusWithBody Report that a deploy system applied a run's desired state
+	//
+	// A receiver of the `webhook` driver that answered a delivery with 202
+	// Accepted reports here, once it is done, whether it applied the
+	// desired state of the delivery's `generation`. The status is recorded
+	// with the delivery, appears among the run's events as
+	// `driver.status`, and makes the engine step the run at once: `ok`
+	// moves the run on to baking the phase, a failure fails the phase and
+	// the environment's failure policy applies.
+	//
+	// Only the run's current generation takes a status: one for an older
+	// or newer generation, for a run that is not waiting for its driver,
+	// or for a delivery whose status was already reported is refused with
+	// 409 Conflict and changes nothing. Needs the `deploy` scope.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with POST /api/v1/runs/{id}/driver-status (the `ReportDriverStatus` operationId).
+	ReportDriverStatusWithBody(ctx context.Context, id RunID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// ReportDriverStatus Report that a deploy system applied a run's desired state
+	//
+	// A receiver of the `webhook` driver that answered a delivery with 202
+	// Accepted reports here, once it is done, whether it applied the
+	// desired state of the delivery's `generation`. The status is recorded
+	// with the delivery, appears among the run's events as
+	// `driver.status`, and makes the engine step the run at once: `ok`
+	// moves the run on to baking the phase, a failure fails the phase and
+	// the environment's failure policy applies.
+	//
+	// Only the run's current generation takes a status: one for an older
+	// or newer generation, for a run that is not waiting for its driver,
+	// or for a delivery whose status was already reported is refused with
+	// 409 Conflict and changes nothing. Needs the `deploy` scope.
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with POST /api/v1/runs/{id}/driver-status (the `ReportDriverStatus` operationId).
+	ReportDriverStatus(ctx context.Context, id RunID, body ReportDriverStatusJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// ListRunEvents Read a run's events
 	//
@@ -2282,6 +2450,66 @@ func (c *Client) ActOnRun(ctx context.Context, id RunID, action RunAction, param
 // Corresponds with GET /api/v1/runs/{id}/decisions (the `ListRunDecisions` operationId).
 func (c *Client) ListRunDecisions(ctx context.Context, id RunID, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewListRunDecisionsRequest(c.Server, id)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// ReportDriverStatusWithBody Report that a deploy system applied a run's desired state
+//
+// A receiver of the `webhook` driver that answered a delivery with 202
+// Accepted reports here, once it is done, whether it applied the
+// desired state of the delivery's `generation`. The status is recorded
+// with the delivery, appears among the run's events as
+// `driver.status`, and makes the engine step the run at once: `ok`
+// moves the run on to baking the phase, a failure fails the phase and
+// the environment's failure policy applies.
+//
+// Only the run's current generation takes a status: one for an older
+// or newer generation, for a run that is not waiting for its driver,
+// or for a delivery whose status was already reported is refused with
+// 409 Conflict and changes nothing. Needs the `deploy` scope.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with POST /api/v1/runs/{id}/driver-status (the `ReportDriverStatus` operationId).
+func (c *Client) ReportDriverStatusWithBody(ctx context.Context, id RunID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewReportDriverStatusRequestWithBody(c.Server, id, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// ReportDriverStatus Report that a deploy system applied a run's desired state
+//
+// A receiver of the `webhook` driver that answered a delivery with 202
+// Accepted reports here, once it is done, whether it applied the
+// desired state of the delivery's `generation`. The status is recorded
+// with the delivery, appears among the run's events as
+// `driver.status`, and makes the engine step the run at once: `ok`
+// moves the run on to baking the phase, a failure fails the phase and
+// the environment's failure policy applies.
+//
+// Only the run's current generation takes a status: one for an older
+// or newer generation, for a run that is not waiting for its driver,
+// or for a delivery whose status was already reported is refused with
+// 409 Conflict and changes nothing. Needs the `deploy` scope.
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with POST /api/v1/runs/{id}/driver-status (the `ReportDriverStatus` operationId).
+func (c *Client) ReportDriverStatus(ctx context.Context, id RunID, body ReportDriverStatusJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewReportDriverStatusRequest(c.Server, id, body)
 	if err != nil {
 		return nil, err
 	}
@@ -3235,6 +3463,53 @@ func NewListRunDecisionsRequest(server string, id RunID) (*http.Request, error) 
 	return req, nil
 }
 
+// NewReportDriverStatusRequest calls the generic ReportDriverStatus builder with application/json body
+func NewReportDriverStatusRequest(server string, id RunID, body ReportDriverStatusJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewReportDriverStatusRequestWithBody(server, id, "application/json", bodyReader)
+}
+
+// NewReportDriverStatusRequestWithBody constructs an http.Request for the ReportDriverStatus method, with any body, and a specified content type
+func NewReportDriverStatusRequestWithBody(server string, id RunID, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "integer", Format: "int64"})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/runs/%s/driver-status", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
 // NewListRunEventsRequest constructs an http.Request for the ListRunEvents method
 func NewListRunEventsRequest(server string, id RunID, params *ListRunEventsParams) (*http.Request, error) {
 	var err error
@@ -3810,6 +4085,46 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with GET /api/v1/runs/{id}/decisions (the `ListRunDecisions` operationId).
 	ListRunDecisionsWithResponse(ctx context.Context, id RunID, reqEditors ...RequestEditorFn) (*ListRunDecisionsResponse, error)
+
+	// ReportDriverStatusWithBodyWithResponse Report that a deploy system applied a run's desired state
+	//
+	// A receiver of the `webhook` driver that answered a delivery with 202
+	// Accepted reports here, once it is done, whether it applied the
+	// desired state of the delivery's `generation`. The status is recorded
+	// with the delivery, appears among the run's events as
+	// `driver.status`, and makes the engine step the run at once: `ok`
+	// moves the run on to baking the phase, a failure fails the phase and
+	// the environment's failure policy applies.
+	//
+	// Only the run's current generation takes a status: one for an older
+	// or newer generation, for a run that is not waiting for its driver,
+	// or for a delivery whose status was already reported is refused with
+	// 409 Conflict and changes nothing. Needs the `deploy` scope.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /api/v1/runs/{id}/driver-status (the `ReportDriverStatus` operationId).
+	ReportDriverStatusWithBodyWithResponse(ctx context.Context, id RunID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*ReportDriverStatusResponse, error)
+
+	// ReportDriverStatusWithResponse Report that a deploy system applied a run's desired state
+	//
+	// A receiver of the `webhook` driver that answered a delivery with 202
+	// Accepted reports here, once it is done, whether it applied the
+	// desired state of the delivery's `generation`. The status is recorded
+	// with the delivery, appears among the run's events as
+	// `driver.status`, and makes the engine step the run at once: `ok`
+	// moves the run on to baking the phase, a failure fails the phase and
+	// the environment's failure policy applies.
+	//
+	// Only the run's current generation takes a status: one for an older
+	// or newer generation, for a run that is not waiting for its driver,
+	// or for a delivery whose status was already reported is refused with
+	// 409 Conflict and changes nothing. Needs the `deploy` scope.
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /api/v1/runs/{id}/driver-status (the `ReportDriverStatus` operationId).
+	ReportDriverStatusWithResponse(ctx context.Context, id RunID, body ReportDriverStatusJSONRequestBody, reqEditors ...RequestEditorFn) (*ReportDriverStatusResponse, error)
 
 	// ListRunEventsWithResponse Read a run's events
 	//
@@ -5088,6 +5403,103 @@ func (r ListRunDecisionsResponse) ContentType() string {
 	return ""
 }
 
+type ReportDriverStatusResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *DriverStatus
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *BadRequest
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFound
+	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
+	ApplicationproblemJSON409 *Conflict
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *PayloadTooLarge
+	// ApplicationproblemJSON415 the response for an HTTP 415 `application/problem+json` response
+	ApplicationproblemJSON415 *UnsupportedMediaType
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *ValidationFailed
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r ReportDriverStatusResponse) GetJSON200() *DriverStatus {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r ReportDriverStatusResponse) GetApplicationproblemJSON400() *BadRequest {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r ReportDriverStatusResponse) GetApplicationproblemJSON401() *Unauthorized {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r ReportDriverStatusResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r ReportDriverStatusResponse) GetApplicationproblemJSON404() *NotFound {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
+func (r ReportDriverStatusResponse) GetApplicationproblemJSON409() *Conflict {
+	return r.ApplicationproblemJSON409
+}
+
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r ReportDriverStatusResponse) GetApplicationproblemJSON413() *PayloadTooLarge {
+	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON415 returns the response for an HTTP 415 `application/problem+json` response
+func (r ReportDriverStatusResponse) GetApplicationproblemJSON415() *UnsupportedMediaType {
+	return r.ApplicationproblemJSON415
+}
+
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r ReportDriverStatusResponse) GetApplicationproblemJSON422() *ValidationFailed {
+	return r.ApplicationproblemJSON422
+}
+
+// GetBody returns the raw response body bytes
+func (r ReportDriverStatusResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ReportDriverStatusResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ReportDriverStatusResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ReportDriverStatusResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
 type ListRunEventsResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -5849,6 +6261,58 @@ func (c *ClientWithResponses) ListRunDecisionsWithResponse(ctx context.Context, 
 		return nil, err
 	}
 	return ParseListRunDecisionsResponse(rsp)
+}
+
+// ReportDriverStatusWithBodyWithResponse Report that a deploy system applied a run's desired state
+//
+// A receiver of the `webhook` driver that answered a delivery with 202
+// Accepted reports here, once it is done, whether it applied the
+// desired state of the delivery's `generation`. The status is recorded
+// with the delivery, appears among the run's events as
+// `driver.status`, and makes the engine step the run at once: `ok`
+// moves the run on to baking the phase, a failure fails the phase and
+// the environment's failure policy applies.
+//
+// Only the run's current generation takes a status: one for an older
+// or newer generation, for a run that is not waiting for its driver,
+// or for a delivery whose status was already reported is refused with
+// 409 Conflict and changes nothing. Needs the `deploy` scope.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /api/v1/runs/{id}/driver-status (the `ReportDriverStatus` operationId).
+func (c *ClientWithResponses) ReportDriverStatusWithBodyWithResponse(ctx context.Context, id RunID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*ReportDriverStatusResponse, error) {
+	rsp, err := c.ReportDriverStatusWithBody(ctx, id, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseReportDriverStatusResponse(rsp)
+}
+
+// ReportDriverStatusWithResponse Report that a deploy system applied a run's desired state
+//
+// A receiver of the `webhook` driver that answered a delivery with 202
+// Accepted reports here, once it is done, whether it applied the
+// desired state of the delivery's `generation`. The status is recorded
+// with the delivery, appears among the run's events as
+// `driver.status`, and makes the engine step the run at once: `ok`
+// moves the run on to baking the phase, a failure fails the phase and
+// the environment's failure policy applies.
+//
+// Only the run's current generation takes a status: one for an older
+// or newer generation, for a run that is not waiting for its driver,
+// or for a delivery whose status was already reported is refused with
+// 409 Conflict and changes nothing. Needs the `deploy` scope.
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /api/v1/runs/{id}/driver-status (the `ReportDriverStatus` operationId).
+func (c *ClientWithResponses) ReportDriverStatusWithResponse(ctx context.Context, id RunID, body ReportDriverStatusJSONRequestBody, reqEditors ...RequestEditorFn) (*ReportDriverStatusResponse, error) {
+	rsp, err := c.ReportDriverStatus(ctx, id, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseReportDriverStatusResponse(rsp)
 }
 
 // ListRunEventsWithResponse Read a run's events
@@ -6980,6 +7444,88 @@ func ParseListRunDecisionsResponse(rsp *http.Response) (*ListRunDecisionsRespons
 			return nil, err
 		}
 		response.ApplicationproblemJSON404 = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseReportDriverStatusResponse parses an HTTP response from a ReportDriverStatusWithResponse call
+func ParseReportDriverStatusResponse(rsp *http.Response) (*ReportDriverStatusResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &ReportDriverStatusResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest DriverStatus
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
+		var dest Conflict
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON409 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest PayloadTooLarge
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest UnsupportedMediaType
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest ValidationFailed
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
 
 	}
 

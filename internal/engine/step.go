@@ -218,6 +218,9 @@ func (e *Engine) advance(ctx context.Context, run store.Run) error {
 
 	if run.AppliedGeneration < run.Generation {
 		if err := e.apply(ctx, run, rc, run.PhaseIndex, phase.Name); err != nil {
+			if inProgress(err) {
+				return e.awaitDriver(ctx, run)
+			}
 			return e.applyFailed(ctx, run, rc, err)
 		}
 		e.crashPoint(run.ID, "after_apply")
@@ -409,6 +412,22 @@ func (e *Engine) analyze(ctx context.Context, run store.Run, rc runContext, phas
 	return a, nil
 }
 
+// inProgress reports whether a driver answered that it is still working
+// on the desired state; a permanent error never counts as in progress.
+func inProgress(err error) bool {
+	return errors.Is(err, driver.ErrInProgress) && !errors.Is(err, driver.ErrPermanent)
+}
+
+// awaitDriver asks the driver again after a short wait, without an event or
+// a counted attempt: waiting for an asynchronous deploy system is not a
+// failure, and the driver bounds the wait with its own deadline. A report
+// of completion through the API makes the run due at once.
+func (e *Engine) awaitDriver(ctx context.Context, run store.Run) error {
+	next := e.now().Add(e.cfg.RetryBackoff)
+	_, err := e.store.Reschedule(ctx, run.ID, run.Version, run.LeaseOwner, &next)
+	return err
+}
+
 // applyFailed retries a failed apply with backoff; a permanent error, or
 // too many in a row, fails the phase and the failure policy applies.
 func (e *Engine) applyFailed(ctx context.Context, run store.Run, rc runContext, applyErr error) error {
@@ -488,6 +507,9 @@ func (e *Engine) rollBack(ctx context.Context, run store.Run) error {
 		if err := e.apply(ctx, run, rc, -1, fmt.Sprintf("rollback step %d", run.RollbackStep+1)); err != nil {
 			if errors.Is(err, context.Canceled) {
 				return err
+			}
+			if inProgress(err) {
+				return e.awaitDriver(ctx, run)
 			}
 			// A rollback must finish: keep retrying, with backoff.
 			run.ConsecutiveErrors++

@@ -91,6 +91,24 @@ func (e DecisionSummaryVerdict) Valid() bool {
 	}
 }
 
+// Defines values for DriverStatusStatus.
+const (
+	DriverStatusStatusFailed    DriverStatusStatus = "failed"
+	DriverStatusStatusSucceeded DriverStatusStatus = "succeeded"
+)
+
+// Valid indicates whether the value is a known member of the DriverStatusStatus enum.
+func (e DriverStatusStatus) Valid() bool {
+	switch e {
+	case DriverStatusStatusFailed:
+		return true
+	case DriverStatusStatusSucceeded:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for FailurePolicy.
 const (
 	FailurePolicyPause    FailurePolicy = "pause"
@@ -103,6 +121,21 @@ func (e FailurePolicy) Valid() bool {
 	case FailurePolicyPause:
 		return true
 	case FailurePolicyRollback:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for NginxDriverConfigType.
+const (
+	Nginx NginxDriverConfigType = "nginx"
+)
+
+// Valid indicates whether the value is a known member of the NginxDriverConfigType enum.
+func (e NginxDriverConfigType) Valid() bool {
+	switch e {
+	case Nginx:
 		return true
 	default:
 		return false
@@ -133,24 +166,6 @@ const (
 func (e PushMetricsConfigType) Valid() bool {
 	switch e {
 	case Push:
-		return true
-	default:
-		return false
-	}
-}
-
-// Defines values for ReservedDriverConfigType.
-const (
-	Nginx   ReservedDriverConfigType = "nginx"
-	Webhook ReservedDriverConfigType = "webhook"
-)
-
-// Valid indicates whether the value is a known member of the ReservedDriverConfigType enum.
-func (e ReservedDriverConfigType) Valid() bool {
-	switch e {
-	case Nginx:
-		return true
-	case Webhook:
 		return true
 	default:
 		return false
@@ -349,6 +364,21 @@ func (e Tier) Valid() bool {
 	}
 }
 
+// Defines values for WebhookDriverConfigType.
+const (
+	Webhook WebhookDriverConfigType = "webhook"
+)
+
+// Valid indicates whether the value is a known member of the WebhookDriverConfigType enum.
+func (e WebhookDriverConfigType) Valid() bool {
+	switch e {
+	case Webhook:
+		return true
+	default:
+		return false
+	}
+}
+
 // ABTestParams defines model for ABTestParams.
 type ABTestParams struct {
 	// MaxDuration When the test stops even without significance; longer than min_duration. Default 14d.
@@ -466,9 +496,9 @@ type CreateEnvironmentRequest struct {
 	DefaultStrategy *Strategy `json:"default_strategy,omitempty"`
 
 	// Driver The driver that makes a run's desired state true, chosen by `type`,
-	// with that driver's settings beside it. Only `simulator` is available
-	// now; `webhook` and `nginx` are reserved and refused with 422 until
-	// their drivers ship.
+	// with that driver's settings beside it: `simulator` (a modelled
+	// fleet), `webhook` (signed desired states POSTed to any deploy
+	// system) or `nginx` (include files for an nginx on one server).
 	Driver *DriverConfig `json:"driver,omitempty"`
 
 	// FailurePolicy What happens to a run whose metric source keeps failing or whose driver keeps erroring.
@@ -547,10 +577,40 @@ type DecisionSummary struct {
 type DecisionSummaryVerdict string
 
 // DriverConfig The driver that makes a run's desired state true, chosen by `type`,
-// with that driver's settings beside it. Only `simulator` is available
-// now; `webhook` and `nginx` are reserved and refused with 422 until
-// their drivers ship.
+// with that driver's settings beside it: `simulator` (a modelled
+// fleet), `webhook` (signed desired states POSTed to any deploy
+// system) or `nginx` (include files for an nginx on one server).
 type DriverConfig = json.RawMessage
+
+// DriverStatus A recorded report on one delivery.
+type DriverStatus struct {
+	Generation int64     `json:"generation"`
+	Message    string    `json:"message"`
+	Ok         bool      `json:"ok"`
+	ReportedAt time.Time `json:"reported_at"`
+
+	// ReportedBy Who reported it, such as `token:deploy-bot`.
+	ReportedBy string `json:"reported_by"`
+	RunId      int64  `json:"run_id"`
+
+	// Status The delivery's final status.
+	Status DriverStatusStatus `json:"status"`
+}
+
+// DriverStatusStatus The delivery's final status.
+type DriverStatusStatus string
+
+// DriverStatusRequest A deploy system's report on one desired state it accepted.
+type DriverStatusRequest struct {
+	// Generation The `generation` of the delivery being reported on.
+	Generation int64 `json:"generation"`
+
+	// Message What the deploy system has to say, such as why it failed.
+	Message *string `json:"message,omitempty"`
+
+	// Ok Whether the desired state is now in place.
+	Ok bool `json:"ok"`
+}
 
 // Duration A length of time such as `"90s"`, `"5m"`, `"1h30m"`, `"24h"` or `"3d"`; a day is always 24 hours.
 //
@@ -574,9 +634,9 @@ type Environment struct {
 	DefaultStrategy Strategy `json:"default_strategy"`
 
 	// Driver The driver that makes a run's desired state true, chosen by `type`,
-	// with that driver's settings beside it. Only `simulator` is available
-	// now; `webhook` and `nginx` are reserved and refused with 422 until
-	// their drivers ship.
+	// with that driver's settings beside it: `simulator` (a modelled
+	// fleet), `webhook` (signed desired states POSTed to any deploy
+	// system) or `nginx` (include files for an nginx on one server).
 	Driver DriverConfig `json:"driver"`
 
 	// FailurePolicy What happens to a run whose metric source keeps failing or whose driver keeps erroring.
@@ -666,6 +726,47 @@ type FieldError struct {
 // MetricsConfig Where the metrics that judge a run come from, chosen by `type`.
 type MetricsConfig = json.RawMessage
 
+// NginxDriverConfig Renders `http.conf` (upstreams, weighted mix, cohort maps) and
+// `server.conf` (the routed location, mirroring) into `dir`, checks
+// them with `test_command`, reloads with `reload_command` and restores
+// the last good files when either fails. Commands get `{version}`,
+// `{instances}`, `{app}` and `{environment}` filled in.
+type NginxDriverConfig struct {
+	// CommandTimeout Time limit of each command, a Go duration from 1s to 1h. Default 2m.
+	CommandTimeout *string `json:"command_timeout,omitempty"`
+
+	// Dir Absolute directory for this environment's two include files.
+	Dir string `json:"dir"`
+
+	// HashKeys Where the user id of a hash cohort comes from, as nginx variables.
+	HashKeys *map[string]string `json:"hash_keys,omitempty"`
+
+	// Location The prefix location that is routed. Default "/".
+	Location *string `json:"location,omitempty"`
+
+	// ReloadCommand Reloads nginx. Default "nginx -s reload".
+	ReloadCommand *string `json:"reload_command,omitempty"`
+
+	// ServerTemplate Address of a version not in servers, with {version} and optionally {index}.
+	ServerTemplate *string `json:"server_template,omitempty"`
+
+	// Servers Addresses (host:port) of each version's instances.
+	Servers *map[string][]string `json:"servers,omitempty"`
+
+	// StartCommand Starts a version's instances.
+	StartCommand *string `json:"start_command,omitempty"`
+
+	// StopCommand Stops a version's instances.
+	StopCommand *string `json:"stop_command,omitempty"`
+
+	// TestCommand Checks the configuration. Default "nginx -t".
+	TestCommand *string               `json:"test_command,omitempty"`
+	Type        NginxDriverConfigType `json:"type"`
+}
+
+// NginxDriverConfigType defines model for NginxDriverConfig.Type.
+type NginxDriverConfigType string
+
 // Problem An RFC 9457 problem document, the one error shape of the API.
 type Problem struct {
 	// Detail What went wrong with this request, for people.
@@ -732,14 +833,6 @@ type RecreateParams struct {
 	// HealthCheckTimeout How long the new version is watched after it starts. Default 2m.
 	HealthCheckTimeout *Duration `json:"health_check_timeout,omitempty"`
 }
-
-// ReservedDriverConfig A driver that is not available yet (`webhook`, `nginx`); an environment naming it is refused with 422.
-type ReservedDriverConfig struct {
-	Type ReservedDriverConfigType `json:"type"`
-}
-
-// ReservedDriverConfigType defines model for ReservedDriverConfig.Type.
-type ReservedDriverConfigType string
 
 // Ring defines model for Ring.
 type Ring struct {
@@ -1040,9 +1133,9 @@ type UpdateEnvironmentRequest struct {
 	DefaultStrategy *Strategy `json:"default_strategy,omitempty"`
 
 	// Driver The driver that makes a run's desired state true, chosen by `type`,
-	// with that driver's settings beside it. Only `simulator` is available
-	// now; `webhook` and `nginx` are reserved and refused with 422 until
-	// their drivers ship.
+	// with that driver's settings beside it: `simulator` (a modelled
+	// fleet), `webhook` (signed desired states POSTed to any deploy
+	// system) or `nginx` (include files for an nginx on one server).
 	Driver *DriverConfig `json:"driver,omitempty"`
 
 	// FailurePolicy What happens to a run whose metric source keeps failing or whose driver keeps erroring.
@@ -1099,6 +1192,38 @@ type VersionWeight struct {
 	// Weight The share of traffic in percent.
 	Weight int `json:"weight"`
 }
+
+// WebhookDriverConfig Each phase's desired state is POSTed as JSON to `url`, signed with
+// HMAC-SHA256 over the timestamp and the body (header
+// `Flightdeck-Signature: t=<unix>,v1=<hex>`) with a delivery id
+// (`Flightdeck-Delivery`). 2xx applies the phase; 202 waits for the
+// receiver to report through `POST /runs/{id}/driver-status`; 5xx,
+// 408, 429 and timeouts are retried with backoff until `deadline`.
+// In answers the secret is replaced by a placeholder; sending the
+// placeholder back keeps the stored secret.
+type WebhookDriverConfig struct {
+	// Deadline Time within which a phase must be applied before it fails. Default 10m.
+	Deadline *string `json:"deadline,omitempty"`
+
+	// Headers Extra request headers, such as an authorization for the receiver.
+	Headers *map[string]string `json:"headers,omitempty"`
+
+	// Secret Shared signing secret, at least 16 bytes (or use secret_file).
+	Secret *string `json:"secret,omitempty"`
+
+	// SecretFile Absolute path of a file holding the secret, read at each delivery.
+	SecretFile *string `json:"secret_file,omitempty"`
+
+	// Timeout Time limit of one request, a Go duration. Default 10s, at most 15s.
+	Timeout *string                 `json:"timeout,omitempty"`
+	Type    WebhookDriverConfigType `json:"type"`
+
+	// Url Absolute http or https URL of the receiver.
+	Url string `json:"url"`
+}
+
+// WebhookDriverConfigType defines model for WebhookDriverConfig.Type.
+type WebhookDriverConfigType string
 
 // AppSlug 1 to 63 lowercase letters, digits and hyphens, starting and ending with
 // a letter or digit, as in a DNS label.
@@ -1244,6 +1369,9 @@ type CreateRunJSONRequestBody = CreateRunRequest
 // ActOnRunJSONRequestBody defines body for ActOnRun for application/json ContentType.
 type ActOnRunJSONRequestBody = RunActionRequest
 
+// ReportDriverStatusJSONRequestBody defines body for ReportDriverStatus for application/json ContentType.
+type ReportDriverStatusJSONRequestBody = DriverStatusRequest
+
 // ServerInterface represents all server handlers.
 type ServerInterface interface {
 	// ListApps List apps
@@ -1288,6 +1416,9 @@ type ServerInterface interface {
 	// ListRunDecisions Read a run's decisions
 	// (GET /api/v1/runs/{id}/decisions)
 	ListRunDecisions(ctx echo.Context, id RunID) error
+	// ReportDriverStatus Report that a deploy system applied a run's desired state
+	// (POST /api/v1/runs/{id}/driver-status)
+	ReportDriverStatus(ctx echo.Context, id RunID) error
 	// ListRunEvents Read a run's events
 	// (GET /api/v1/runs/{id}/events)
 	ListRunEvents(ctx echo.Context, id RunID, params ListRunEventsParams) error
@@ -1662,6 +1793,22 @@ func (w *ServerInterfaceWrapper) ListRunDecisions(ctx echo.Context) error {
 	return err
 }
 
+// ReportDriverStatus converts echo context to params.
+func (w *ServerInterfaceWrapper) ReportDriverStatus(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "id" -------------
+	var id RunID
+
+	err = runtime.BindStyledParameterWithOptions("simple", "id", ctx.Param("id"), &id, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "integer", Format: "int64", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter id: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.ReportDriverStatus(ctx, id)
+	return err
+}
+
 // ListRunEvents converts echo context to params.
 func (w *ServerInterfaceWrapper) ListRunEvents(ctx echo.Context) error {
 	var err error
@@ -1771,6 +1918,7 @@ func RegisterHandlersWithOptions(router EchoRouter, si ServerInterface, options 
 	router.GET(options.BaseURL+"/api/v1/runs", wrapper.ListRuns, options.OperationMiddlewares["listRuns"]...)
 	router.GET(options.BaseURL+"/api/v1/runs/:id", wrapper.GetRun, options.OperationMiddlewares["getRun"]...)
 	router.POST(options.BaseURL+"/api/v1/runs/:id/actions/:action", wrapper.ActOnRun, options.OperationMiddlewares["actOnRun"]...)
+	router.POST(options.BaseURL+"/api/v1/runs/:id/driver-status", wrapper.ReportDriverStatus, options.OperationMiddlewares["reportDriverStatus"]...)
 	router.GET(options.BaseURL+"/api/v1/runs/:id/events", wrapper.ListRunEvents, options.OperationMiddlewares["listRunEvents"]...)
 	router.GET(options.BaseURL+"/api/v1/runs/:id/decisions", wrapper.ListRunDecisions, options.OperationMiddlewares["listRunDecisions"]...)
 

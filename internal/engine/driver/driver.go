@@ -65,6 +65,14 @@ type Driver interface {
 // errors.Is and fail the phase at once instead of retrying until a deadline.
 var ErrPermanent = errors.New("permanent driver failure")
 
+// ErrInProgress means a driver accepted a desired state, or is still
+// retrying its delivery within the driver's own deadline, and needs to be
+// asked again shortly: a deploy system that reports completion later, or a
+// receiver that is briefly unavailable. It is not a failure; the engine
+// checks again after a short wait without counting an attempt, and the
+// driver itself turns a delivery that takes too long into a permanent error.
+var ErrInProgress = errors.New("driver apply in progress")
+
 // Permanent marks err as one that retrying cannot fix, so errors.Is(err,
 // ErrPermanent) holds while the message stays err's own. Other wrapped
 // errors, such as a *ConfigError, remain reachable with errors.As. It

@@ -69,6 +69,21 @@ type Decision struct {
 	Record      json.RawMessage
 }
 
+type DriverDelivery struct {
+	RunID          int64
+	Generation     int64
+	Driver         string
+	Status         string
+	Attempts       int32
+	FirstAttemptAt time.Time
+	NextAttemptAt  *time.Time
+	LastError      string
+	Message        string
+	ReportedBy     string
+	ReportedAt     *time.Time
+	UpdatedAt      time.Time
+}
+
 type Environment struct {
 	ID                    int64
 	AppID                 int64
