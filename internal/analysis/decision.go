@@ -215,6 +215,13 @@ func Decide(o Observations) Decision {
 	if len(degraded) == 0 {
 		// A candidate that serves users but shows no traffic is not a pass.
 		if o.ExposedShare > 0 && d.Metrics[0].Outcome == OutcomeNoData {
+			// Sources that align windows to a grid (Prometheus) may not
+			// have a whole window after the warm-up until up to two
+			// windows past it: that is still warming up, not missing data.
+			if o.Now.Before(warmEnd.Add(2 * time.Duration(t.Window))) {
+				d.Path.WarmingUp = true
+				return finish(d, engine.VerdictWarmingUp, fmt.Sprintf("Warming up: collecting the first whole %s window after the warm-up.", time.Duration(t.Window)))
+			}
 			d.Path.Inconclusive = true
 			return finish(d, engine.VerdictInconclusive, fmt.Sprintf(
 				"Inconclusive: no requests of %s were reported since the warm-up ended; nothing is promoted without evidence.", o.CandidateVersion))

@@ -254,3 +254,21 @@ func TestACandidateWhoseBaselineServesNobodyIsJudgedOnItsOwn(t *testing.T) {
 	require.Equal(t, engine.VerdictRollback, d.Verdict, "an error rate far above the threshold is caught without a baseline")
 	require.Equal(t, OutcomeDegraded, d.Metrics[0].Outcome)
 }
+
+func TestAGridAlignedFirstWindowIsAwaitedNotInconclusive(t *testing.T) {
+	t.Parallel()
+	th := DefaultThresholds()
+	warm, step := time.Duration(th.Warmup), time.Duration(th.Window)
+	// Windows on a grid: none has started since the warm-up ended yet,
+	// one and a half windows after it.
+	o := observe(warm+step+step/2, 0.5, series{}, series{})
+	o.Candidate.Windows = map[string][]Window{MetricErrorRate: {{Start: start.Add(warm - step/2), End: start.Add(warm + step/2), Count: 600, Sum: 6}}}
+	o.Baseline.Windows = map[string][]Window{MetricErrorRate: {{Start: start.Add(warm - step/2), End: start.Add(warm + step/2), Count: 600, Sum: 6}}}
+	d := Decide(o)
+	require.Equal(t, engine.VerdictWarmingUp, d.Verdict, d.Explanation)
+
+	// Two windows past the warm-up with still no requests is missing data.
+	o.Now = start.Add(warm + 2*step + time.Second)
+	d = Decide(o)
+	require.Equal(t, engine.VerdictInconclusive, d.Verdict, d.Explanation)
+}
