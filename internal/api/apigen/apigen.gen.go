@@ -747,6 +747,9 @@ type NginxDriverConfig struct {
 	// ReloadCommand Reloads nginx. Default "nginx -s reload".
 	ReloadCommand *string `json:"reload_command,omitempty"`
 
+	// ReloadSettle Wait after a reload before the phase counts as applied, so its bake starts on the new routing; 0s to 1m. Default 1s.
+	ReloadSettle *string `json:"reload_settle,omitempty"`
+
 	// ServerTemplate Address of a version not in servers, with {version} and optionally {index}.
 	ServerTemplate *string `json:"server_template,omitempty"`
 

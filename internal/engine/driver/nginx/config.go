@@ -29,12 +29,17 @@ const (
 	DefaultLocation = "/"
 	// DefaultCommandTimeout bounds each command the driver runs.
 	DefaultCommandTimeout = 2 * time.Minute
+	// DefaultReloadSettle is the wait after a reload before a phase counts
+	// as applied.
+	DefaultReloadSettle = time.Second
 )
 
 // Bounds of command_timeout: shorter than a second cannot even start a
 // container, longer than an hour hides a hung deploy from the run.
 const (
 	minCommandTimeout = time.Second
+	// maxReloadSettle bounds the wait after a reload.
+	maxReloadSettle   = time.Minute
 	maxCommandTimeout = time.Hour
 )
 
@@ -71,6 +76,11 @@ type Config struct {
 	StopCommand string `json:"stop_command,omitempty"`
 	// CommandTimeout bounds each command.
 	CommandTimeout time.Duration `json:"command_timeout"`
+	// ReloadSettle is how long the driver waits after a reload before it
+	// reports the phase applied: nginx's reload returns once signalled, and
+	// old workers keep taking new connections for a moment, so the bake
+	// (and the stickiness of cohorts) starts on the new routing.
+	ReloadSettle time.Duration `json:"reload_settle"`
 }
 
 var (
@@ -87,7 +97,7 @@ var (
 )
 
 // knownFields lists the settings for the error about an unknown one.
-const knownFields = "type, dir, servers, server_template, location, hash_keys, test_command, reload_command, start_command, stop_command and command_timeout"
+const knownFields = "type, dir, servers, server_template, location, hash_keys, test_command, reload_command, start_command, stop_command, command_timeout and reload_settle"
 
 // ValidateConfig checks an environment's nginx configuration, so the API can
 // reject a bad one before saving it instead of failing the first run that
@@ -107,6 +117,7 @@ func ParseConfig(raw json.RawMessage) (Config, error) {
 		TestCommand:    DefaultTestCommand,
 		ReloadCommand:  DefaultReloadCommand,
 		CommandTimeout: DefaultCommandTimeout,
+		ReloadSettle:   DefaultReloadSettle,
 	}
 	var errs fieldErrors
 	fields, ok := readObject(raw, "config", &errs)
@@ -182,6 +193,18 @@ func ParseConfig(raw json.RawMessage) (Config, error) {
 					errs.add(name, "must be from %s to %s, got %s", minCommandTimeout, maxCommandTimeout, s)
 				default:
 					cfg.CommandTimeout = d
+				}
+			}
+		case "reload_settle":
+			if s, ok := readString(value, name, &errs); ok {
+				d, err := time.ParseDuration(s)
+				switch {
+				case err != nil:
+					errs.add(name, "must be a duration such as \"1s\" or \"0s\", got %q", s)
+				case d < 0 || d > maxReloadSettle:
+					errs.add(name, "must be from 0s to %s, got %s", maxReloadSettle, s)
+				default:
+					cfg.ReloadSettle = d
 				}
 			}
 		default:

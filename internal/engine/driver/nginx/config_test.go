@@ -23,6 +23,7 @@ func TestParseConfigFillsDefaults(t *testing.T) {
 		TestCommand:    "nginx -t",
 		ReloadCommand:  "nginx -s reload",
 		CommandTimeout: 2 * time.Minute,
+		ReloadSettle:   time.Second,
 	}, cfg)
 
 	cfg, err = ParseConfig(json.RawMessage(`{
@@ -32,10 +33,13 @@ func TestParseConfigFillsDefaults(t *testing.T) {
 		"test_command": "sudo nginx -t", "reload_command": "sudo systemctl reload nginx",
 		"start_command": "docker compose up -d --scale app-{version}={instances}",
 		"stop_command": "docker compose stop app-$FLIGHTDECK_VERSION",
-		"command_timeout": "30s"
+		"command_timeout": "30s", "reload_settle": "0s"
 	}`))
 	require.NoError(t, err)
 	require.Equal(t, "/srv/fd", cfg.Dir)
+	require.Zero(t, cfg.ReloadSettle, "the wait after a reload can be turned off")
+	_, err = ParseConfig(json.RawMessage(`{"type":"nginx","dir":"/d","server_template":"a-{version}:80","reload_settle":"2h"}`))
+	require.ErrorContains(t, err, "reload_settle: must be from 0s to 1m0s, got 2h")
 	require.Equal(t, "/api/", cfg.Location)
 	require.Equal(t, []string{"10.0.0.1:8080", "[::1]:9000"}, cfg.Servers["v1"])
 	require.Equal(t, "$http_x_customer", cfg.HashKeys["user_id"])

@@ -229,6 +229,13 @@ func (d *Driver) install(ctx context.Context, cfg Config, run commandRunner, nex
 		return fmt.Errorf("reloading nginx for %s/%s failed, previous files restored; %s said: %s", next.App, next.Environment, cfg.ReloadCommand, out)
 	}
 	log.InfoContext(ctx, "nginx: new routing checked and reloaded")
+	if cfg.ReloadSettle > 0 {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for nginx's workers to take the new routing: %w", ctx.Err())
+		case <-time.After(cfg.ReloadSettle):
+		}
+	}
 	return nil
 }
 
