@@ -1242,6 +1242,8 @@ func runEventText(e store.RunEvent, d runData) (string, string) {
 		Attempt     int    `json:"attempt"`
 		RollbackRun int64  `json:"rollback_run"`
 		ToPhase     *int   `json:"to_phase"`
+		Summary     string `json:"summary"`
+		Output      string `json:"output"`
 	}
 	_ = json.Unmarshal(e.Payload, &p)
 	phase := ""
@@ -1303,6 +1305,8 @@ func runEventText(e store.RunEvent, d runData) (string, string) {
 		return withComment(fmt.Sprintf("Rollback requested; run %d returns to the previous version", p.RollbackRun)), "bad"
 	case "driver.error":
 		return runSentence(fmt.Sprintf("Driver error (attempt %d): %s", p.Attempt, p.Error)), "bad"
+	case "driver.output":
+		return runSentence(fmt.Sprintf("Driver %s: %s", p.Summary, truncate(p.Output, 600))), ""
 	}
 	if verdict, ok := strings.CutPrefix(e.Type, "analysis."); ok {
 		tone := ""

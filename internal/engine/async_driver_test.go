@@ -74,3 +74,35 @@ func TestPermanentErrorWinsOverInProgress(t *testing.T) {
 	got := h.driveUntilState(run.ID, store.RunPaused)
 	require.Contains(t, got.Reason, "the deploy system gave up")
 }
+
+// chattyDeploySystem reports what it did for every desired state, as a
+// driver that runs commands does.
+type chattyDeploySystem struct{}
+
+func (chattyDeploySystem) Apply(_ context.Context, req driver.Request) error {
+	if req.Report != nil {
+		req.Report(fmt.Sprintf("ran deploy for generation %d", req.Generation), "pulled image; 2 instances started")
+	}
+	return nil
+}
+
+func TestWhatADriverReportsIsInTheRunsEvents(t *testing.T) {
+	t.Parallel()
+	h := setup(t)
+	h.drivers.Register("nginx", chattyDeploySystem{})
+	env := h.env("prod", func(e *store.Environment) { e.Driver = json.RawMessage(`{"type": "nginx"}`) })
+	run := h.start(env, "canary", `{"steps": [50, 100], "step_bake": "1m"}`)
+	h.driveUntilState(run.ID, store.RunSucceeded)
+
+	var reports []map[string]any
+	for _, ev := range h.events(run.ID) {
+		if ev.Type == "driver.output" {
+			var p map[string]any
+			require.NoError(t, json.Unmarshal(ev.Payload, &p))
+			reports = append(reports, p)
+		}
+	}
+	require.NotEmpty(t, reports)
+	require.Equal(t, "pulled image; 2 instances started", reports[0]["output"])
+	require.Contains(t, reports[0]["summary"], "ran deploy for generation")
+}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/flightdeckhq/flightdeck/internal/engine/driver"
@@ -197,9 +198,17 @@ func (e *Engine) apply(ctx context.Context, run store.Run, rc runContext, phaseI
 	if err := json.Unmarshal(run.Desired, &desired); err != nil {
 		return fmt.Errorf("%w: decoding desired state: %w", driver.ErrPermanent, err)
 	}
+	report := func(summary, detail string) {
+		// What the driver did is bookkeeping for people; a failure to
+		// record it must not fail the step that did it.
+		if _, err := e.store.AppendRunEvent(ctx, run.ID, store.Event{Type: "driver.output", Actor: "engine",
+			Payload: map[string]any{"phase": phaseIndex, "generation": run.Generation, "summary": summary, "output": detail}}); err != nil {
+			e.logger.WarnContext(ctx, "recording driver output", slog.Int64("run_id", run.ID), slog.String("error", err.Error()))
+		}
+	}
 	return d.Apply(ctx, driver.Request{
 		RunID: run.ID, Generation: run.Generation, App: rc.app.Slug, Environment: rc.env.Name,
-		PhaseIndex: phaseIndex, Phase: phaseName, Desired: desired, Config: rc.env.Driver,
+		PhaseIndex: phaseIndex, Phase: phaseName, Desired: desired, Config: rc.env.Driver, Report: report,
 	})
 }
 

@@ -46,6 +46,10 @@ type Request struct {
 	// Config is the environment's driver configuration: a JSON object with
 	// "type" and the driver's own fields.
 	Config json.RawMessage
+	// Report, when set, records what the driver did for the run's event
+	// log, such as the output of a command it ran. Drivers call it with
+	// one line of summary and the detail.
+	Report func(summary, detail string)
 }
 
 // Driver makes desired states true on one kind of deploy target. The engine

@@ -113,7 +113,7 @@ func (d *Driver) Apply(ctx context.Context, req driver.Request) error {
 		next.Versions = append(next.Versions, versionCount{Version: v.Version, Instances: v.Instances})
 	}
 
-	run := commandRunner{cfg: cfg, app: req.App, env: req.Environment, log: log}
+	run := commandRunner{cfg: cfg, app: req.App, env: req.Environment, log: log, report: req.Report}
 	// Capacity first: versions that grow are started before traffic moves.
 	for _, v := range next.Versions {
 		if v.Instances > 0 && (!known || v.Instances > prev.instances(v.Version)) {
@@ -338,6 +338,8 @@ type commandRunner struct {
 	cfg      Config
 	app, env string
 	log      *slog.Logger
+	// report puts a command's output into the run's events.
+	report func(summary, detail string)
 }
 
 // shellSafe is what may be put into a shell command without quotes.
@@ -409,5 +411,8 @@ func (r commandRunner) command(ctx context.Context, command string, env []string
 		return text, err
 	}
 	r.log.InfoContext(ctx, "nginx: command succeeded", "command", command, "duration", time.Since(start).Round(time.Millisecond), "output", text)
+	if r.report != nil {
+		r.report(fmt.Sprintf("ran %s (%s)", command, time.Since(start).Round(time.Millisecond)), text)
+	}
 	return text, nil
 }

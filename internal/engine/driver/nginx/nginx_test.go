@@ -569,12 +569,17 @@ func TestStartAndStopCommandsRunWithVersionFilledIn(t *testing.T) {
 		{Version: "v1", Role: plan.RoleStable, Instances: 0, Weight: 0},
 		{Version: "v2", Role: plan.RoleCandidate, Instances: 2, Weight: 100},
 	}}
-	require.NoError(t, s.applyAndSettle(d, request(cfg, 1, 2, switched)))
+	var reported []string
+	req := request(cfg, 1, 2, switched)
+	req.Report = func(summary, detail string) { reported = append(reported, summary+" | "+detail) }
+	require.NoError(t, s.applyAndSettle(d, req))
 	require.Equal(t, []string{
 		"start v1 1 checkout/production v1",
 		"start v2 2 checkout/production v2",
 		"stop v1 0",
 	}, readLog())
+	require.NotEmpty(t, reported, "the commands' output goes to the run's events")
+	require.Contains(t, strings.Join(reported, "\n"), "ran echo stop v1 0", "each report names the command it ran")
 	require.Equal(t, map[string]int{"v2": 50}, s.count(50))
 
 	// A failing start command changes nothing and says what it printed.
