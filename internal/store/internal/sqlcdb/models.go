@@ -104,6 +104,37 @@ type Environment struct {
 	UpdatedAt             time.Time
 }
 
+type Flag struct {
+	ID         int64
+	AppID      int64
+	Key        string
+	Type       string
+	Definition json.RawMessage
+	Version    int64
+	CreatedAt  time.Time
+	UpdatedAt  time.Time
+}
+
+type FlagEvent struct {
+	ID            int64
+	AppID         int64
+	FlagID        *int64
+	EnvironmentID *int64
+	At            time.Time
+	Actor         string
+	Type          string
+	Payload       json.RawMessage
+}
+
+type FlagState struct {
+	FlagID        int64
+	EnvironmentID int64
+	State         json.RawMessage
+	Version       int64
+	UpdatedAt     time.Time
+	UpdatedBy     string
+}
+
 type IdempotencyKey struct {
 	TokenID      int64
 	Method       string
@@ -193,6 +224,16 @@ type RunPhase struct {
 	BakeSeconds int64
 	StartedAt   *time.Time
 	FinishedAt  *time.Time
+}
+
+type Segment struct {
+	ID         int64
+	AppID      int64
+	Key        string
+	Definition json.RawMessage
+	Version    int64
+	CreatedAt  time.Time
+	UpdatedAt  time.Time
 }
 
 type Session struct {
