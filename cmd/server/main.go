@@ -51,6 +51,7 @@ import (
 	"github.com/flightdeckhq/flightdeck/internal/engine/driver/nginx"
 	"github.com/flightdeckhq/flightdeck/internal/engine/driver/simulator"
 	"github.com/flightdeckhq/flightdeck/internal/engine/driver/webhook"
+	"github.com/flightdeckhq/flightdeck/internal/flags/cache"
 	"github.com/flightdeckhq/flightdeck/internal/live"
 	"github.com/flightdeckhq/flightdeck/internal/pgcluster"
 	"github.com/flightdeckhq/flightdeck/internal/store"
@@ -197,12 +198,21 @@ func serve(ctx context.Context, cfg Config, db *database, logger *slog.Logger, a
 
 	// Expired sessions are removed by the retention pass, not by a
 	// goroutine of the session store.
+	// Feature flags are evaluated from a per-replica cache of compiled
+	// snapshots, kept current through Postgres NOTIFY; evaluations never
+	// wait on the database.
+	flagCache := cache.New(pool, st, cache.Config{Logger: logger})
+	if err := flagCache.Start(ctx); err != nil {
+		return fmt.Errorf("loading feature flags: %w", err)
+	}
+	defer flagCache.Stop()
+
 	sessionStore := pgxstore.NewWithCleanupInterval(pool, 0)
 	handler := api.New(api.Config{
 		Logger: logger, Readiness: st, Resources: st, Tokens: st, TokenAdmin: st,
 		Runs: eng, RunStore: st, Ingest: push.NewIngester(st, nil), Gatherer: reg, Registerer: reg,
 		Sessions: api.NewSessionManager(sessionStore, secureCookies(cfg.PublicURL)), Members: st, Pages: st,
-		SecureCookies: secureCookies(cfg.PublicURL), Live: hub,
+		SecureCookies: secureCookies(cfg.PublicURL), Live: hub, Flags: flagCache,
 	})
 
 	ln, err := net.Listen("tcp", cfg.Addr)
@@ -484,7 +494,7 @@ type tokenRequest struct {
 
 func (r *tokenRequest) register(fs *flag.FlagSet) {
 	fs.StringVar(&r.name, "name", "", "name of the token, unique among tokens not revoked (required)")
-	fs.StringVar(&r.scopes, "scopes", "", "comma-separated scopes: read, deploy, approve, metrics, admin (required)")
+	fs.StringVar(&r.scopes, "scopes", "", "comma-separated scopes: read, deploy, approve, metrics, flags, admin (required)")
 	fs.StringVar(&r.expires, "expires", "", "lifetime, such as 720h or 90d; empty for a token that does not expire")
 	fs.StringVar(&r.apps, "apps", "", "comma-separated slugs of the only apps the token may act on; empty for all")
 	fs.StringVar(&r.environments, "environments", "", "comma-separated names of the only environments the token may act on; empty for all")
@@ -501,7 +511,7 @@ func (r *tokenRequest) newToken() (store.NewToken, time.Duration, error) {
 		return store.NewToken{}, 0, fmt.Errorf("invalid --name: %w", err)
 	}
 	if strings.TrimSpace(r.scopes) == "" {
-		return store.NewToken{}, 0, errors.New("token create needs --scopes, one or more of read, deploy, approve, metrics, admin: " + tokenUsage)
+		return store.NewToken{}, 0, errors.New("token create needs --scopes, one or more of read, deploy, approve, metrics, flags, admin: " + tokenUsage)
 	}
 	scopes, err := auth.ParseScopes(strings.Split(r.scopes, ","))
 	if err != nil {

@@ -93,8 +93,8 @@ func TestTokenCreateRefusesBadRequestsBeforeOpeningTheDatabase(t *testing.T) {
 		"bad subcommand":  {[]string{"token", "list"}, `unknown token command "list": want create`},
 		"no name":         {[]string{"token", "create", "--scopes", "read"}, "token create needs --name"},
 		"bad name":        {[]string{"token", "create", "--name", " ci", "--scopes", "read"}, "invalid --name: a token name must not start or end with a space"},
-		"no scopes":       {[]string{"token", "create", "--name", "ci"}, "token create needs --scopes, one or more of read, deploy, approve, metrics, admin"},
-		"bad scope":       {[]string{"token", "create", "--name", "ci", "--scopes", "deploy,deplyo"}, `unknown scope "deplyo": want one or more of read, deploy, approve, metrics, admin`},
+		"no scopes":       {[]string{"token", "create", "--name", "ci"}, "token create needs --scopes, one or more of read, deploy, approve, metrics, flags, admin"},
+		"bad scope":       {[]string{"token", "create", "--name", "ci", "--scopes", "deploy,deplyo"}, `unknown scope "deplyo": want one or more of read, deploy, approve, metrics, flags, admin`},
 		"empty scope":     {[]string{"token", "create", "--name", "ci", "--scopes", "deploy,"}, `unknown scope "": want one or more of`},
 		"bad expiry":      {[]string{"token", "create", "--name", "ci", "--scopes", "read", "--expires", "soon"}, `invalid --expires "soon": want a positive duration such as 720h or 90d`},
 		"negative expiry": {[]string{"token", "create", "--name", "ci", "--scopes", "read", "--expires", "-1h"}, `invalid --expires "-1h"`},
@@ -138,7 +138,7 @@ func TestTokenCreateWithABadScopeExitsWithOneLine(t *testing.T) {
 	require.ErrorAs(t, err, &exit)
 	require.Equal(t, 1, exit.ExitCode())
 	require.Empty(t, stdout.String())
-	require.Equal(t, "flightdeck: unknown scope \"root\": want one or more of read, deploy, approve, metrics, admin\n", stderr.String())
+	require.Equal(t, "flightdeck: unknown scope \"root\": want one or more of read, deploy, approve, metrics, flags, admin\n", stderr.String())
 }
 
 func TestBootstrapAdminToken(t *testing.T) {

@@ -56,6 +56,9 @@ type Config struct {
 	Members  Members
 	// Pages is what the pages read and change beyond the above.
 	Pages PageStore
+	// Flags answers the OFREP flag evaluation endpoints (/ofrep/v1/...);
+	// nil leaves them out. Requests authenticate with Tokens.
+	Flags FlagSnapshots
 	// SecureCookies marks cookies Secure with the __Host- prefix; set it
 	// when people reach the server over TLS.
 	SecureCookies bool
@@ -94,6 +97,7 @@ func New(cfg Config) *echo.Echo {
 	}
 	e.GET(openAPIRoute, serveOpenAPIDocument)
 	RegisterTokenRoutes(e, cfg.TokenAdmin)
+	RegisterOFREPRoutes(e, cfg.Flags, cfg.Tokens)
 	if cfg.Resources != nil {
 		// The generated registration routes exactly the operations that
 		// apigen's configuration includes, each to its handler.

@@ -64,7 +64,7 @@ func NewSessionManager(st scs.Store, secure bool) *scs.SessionManager {
 // sessions and form tokens, rather than to the API, the probes or the
 // static files.
 func isPageRequest(path string) bool {
-	for _, prefix := range []string{"/api/", "/static/", "/healthz", "/readyz", "/metrics", "/ws/"} {
+	for _, prefix := range []string{"/api/", "/ofrep/", "/static/", "/healthz", "/readyz", "/metrics", "/ws/"} {
 		if strings.HasPrefix(path, prefix) {
 			return false
 		}

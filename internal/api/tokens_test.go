@@ -127,7 +127,7 @@ func TestCreateToken(t *testing.T) {
 			fields: []string{"name", "scopes"},
 		},
 		"bad values": {
-			body:   `{"name": " padded", "scopes": ["deploy", "flags"], "apps": ["Checkout"], "environments": ["prod-"], "expires_in": "soon"}`,
+			body:   `{"name": " padded", "scopes": ["deploy", "owner"], "apps": ["Checkout"], "environments": ["prod-"], "expires_in": "soon"}`,
 			status: http.StatusUnprocessableEntity,
 			fields: []string{"name", "scopes", "apps[0]", "environments[0]", "expires_in"},
 		},

@@ -375,6 +375,7 @@ const (
 	TokenScopeAdmin   TokenScope = "admin"
 	TokenScopeApprove TokenScope = "approve"
 	TokenScopeDeploy  TokenScope = "deploy"
+	TokenScopeFlags   TokenScope = "flags"
 	TokenScopeMetrics TokenScope = "metrics"
 	TokenScopeRead    TokenScope = "read"
 )
@@ -387,6 +388,8 @@ func (e TokenScope) Valid() bool {
 	case TokenScopeApprove:
 		return true
 	case TokenScopeDeploy:
+		return true
+	case TokenScopeFlags:
 		return true
 	case TokenScopeMetrics:
 		return true
@@ -1297,7 +1300,9 @@ type TokenList struct {
 	NextCursor *string `json:"next_cursor,omitempty"`
 }
 
-// TokenScope defines model for TokenScope.
+// TokenScope read, deploy (includes read), approve (includes read), metrics (only
+// pushing samples), flags (only evaluating feature flags over OFREP at
+// /ofrep/v1) or admin (everything).
 type TokenScope string
 
 // UpdateAppRequest The fields to change; those left out keep their value.

@@ -27,10 +27,13 @@ const (
 	ScopeMetrics Scope = "metrics"
 	// ScopeAdmin allows everything, including managing tokens.
 	ScopeAdmin Scope = "admin"
+	// ScopeFlags allows only evaluating feature flags, for applications
+	// that ask Flightdeck what their users get.
+	ScopeFlags Scope = "flags"
 )
 
 // Scopes lists every scope in the order they are shown and stored.
-var Scopes = []Scope{ScopeRead, ScopeDeploy, ScopeApprove, ScopeMetrics, ScopeAdmin}
+var Scopes = []Scope{ScopeRead, ScopeDeploy, ScopeApprove, ScopeMetrics, ScopeFlags, ScopeAdmin}
 
 // implied maps a scope to the narrower ones it includes. Admin is handled
 // in Allows, because it includes every scope, also ones added later.

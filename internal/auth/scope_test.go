@@ -15,13 +15,13 @@ func TestParseScopes(t *testing.T) {
 	require.Equal(t, []auth.Scope{auth.ScopeRead, auth.ScopeDeploy, auth.ScopeAdmin}, got, "canonical order, no duplicates")
 
 	_, err = auth.ParseScopes([]string{"deploy", "deplyo"})
-	require.EqualError(t, err, `unknown scope "deplyo": want one or more of read, deploy, approve, metrics, admin`)
+	require.EqualError(t, err, `unknown scope "deplyo": want one or more of read, deploy, approve, metrics, flags, admin`)
 	_, err = auth.ParseScopes([]string{"Deploy"})
 	require.ErrorContains(t, err, `unknown scope "Deploy"`)
 	_, err = auth.ParseScopes([]string{"deploy", ""})
 	require.ErrorContains(t, err, `unknown scope ""`)
 	_, err = auth.ParseScopes(nil)
-	require.EqualError(t, err, "no scopes given: want one or more of read, deploy, approve, metrics, admin")
+	require.EqualError(t, err, "no scopes given: want one or more of read, deploy, approve, metrics, flags, admin")
 }
 
 func TestAllows(t *testing.T) {

@@ -66,6 +66,24 @@ func jsonOr(raw json.RawMessage, fallback string) json.RawMessage {
 // the defaults: tier development, simulator driver and metrics, canary,
 // rollback on failure.
 func (s *Store) CreateEnvironment(ctx context.Context, e Environment) (Environment, error) {
+	var created Environment
+	err := s.inTx(ctx, func(tx *Store) error {
+		var err error
+		created, err = tx.insertEnvironment(ctx, e)
+		if err != nil {
+			return err
+		}
+		// Flag caches learn of the new environment at once, so that flag
+		// evaluations there answer from the first moment.
+		return tx.flagsChanged(ctx, created.AppID, created.ID)
+	})
+	if err != nil {
+		return Environment{}, err
+	}
+	return created, nil
+}
+
+func (s *Store) insertEnvironment(ctx context.Context, e Environment) (Environment, error) {
 	row, err := s.q.EnvironmentInsert(ctx, sqlcdb.EnvironmentInsertParams{
 		AppID:              e.AppID,
 		Name:               e.Name,

@@ -451,3 +451,24 @@ func TestAChangeAfterAQuietSpellIsAnnouncedAtOnce(t *testing.T) {
 	require.NoError(t, err)
 	require.ElementsMatch(t, []int64{42, 43}, ids, "and are announced together")
 }
+
+func TestANewEnvironmentIsAnnouncedToFlagCaches(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	ctx := context.Background()
+	conn, err := f.pool.Acquire(ctx)
+	require.NoError(t, err)
+	defer conn.Release()
+	_, err = conn.Exec(ctx, "LISTEN "+store.FlagsChannel)
+	require.NoError(t, err)
+
+	env, err := f.store.CreateEnvironment(ctx, store.Environment{AppID: f.app.ID, Name: "qa"})
+	require.NoError(t, err)
+	waitCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	n, err := conn.Conn().WaitForNotification(waitCtx)
+	require.NoError(t, err)
+	appID, envID, ok := store.ParseFlagScope(n.Payload)
+	require.True(t, ok)
+	require.Equal(t, [2]int64{f.app.ID, env.ID}, [2]int64{appID, envID})
+}
