@@ -87,9 +87,11 @@ func RegisterOFREPRoutes(e *echo.Echo, snapshots FlagSnapshots, tokens TokenLook
 		return
 	}
 	h := &ofrepHandlers{snapshots: snapshots}
-	g := e.Group("", RequireToken(tokens, nil), requireFlagsScope)
-	g.POST(ofrepBulkRoute, h.evaluateAll)
-	g.POST(ofrepSingleRoute, h.evaluateOne)
+	// The middleware goes on the routes, not on a group: a group without a
+	// prefix would answer every unknown path with its token check.
+	guard := []echo.MiddlewareFunc{RequireToken(tokens, nil), requireFlagsScope}
+	e.POST(ofrepBulkRoute, h.evaluateAll, guard...)
+	e.POST(ofrepSingleRoute, h.evaluateOne, guard...)
 }
 
 // requireFlagsScope lets through only requests whose token has the flags
