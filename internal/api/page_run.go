@@ -490,7 +490,7 @@ func (d runData) summary() string {
 		if !ok {
 			return "Running."
 		}
-		return fmt.Sprintf("In %s; %s of users are on %s.", at, runPercent(ph.ExposedShare), r.ToVersion)
+		return fmt.Sprintf("In %s; %s of users are on %s.", at, templates.Share(ph.ExposedShare), r.ToVersion)
 	case store.RunAwaitingApproval:
 		if ok && ph.ManualPromote {
 			return fmt.Sprintf("Finished %s and waits for a person to promote %s or close the run.", at, r.ToVersion)
@@ -530,48 +530,6 @@ func runReleases(s plan.Strategy) bool {
 	return s != plan.Shadow && s != plan.ABTest
 }
 
-// runPercent writes a share (0..1) as a percentage.
-func runPercent(share float64) string {
-	v := 100 * share
-	if v != 0 && math.Abs(v) < 10 && math.Abs(v-math.Round(v)) > 0.05 {
-		return strconv.FormatFloat(v, 'f', 1, 64) + "%"
-	}
-	return strconv.FormatFloat(math.Round(v), 'f', 0, 64) + "%"
-}
-
-// runRatePercent writes a rate such as an error rate, with the precision
-// small rates need.
-func runRatePercent(rate float64) string {
-	v := 100 * rate
-	switch {
-	case v == 0:
-		return "0%"
-	case math.Abs(v) < 1:
-		return strconv.FormatFloat(v, 'f', 2, 64) + "%"
-	case math.Abs(v) < 10:
-		return strconv.FormatFloat(v, 'f', 1, 64) + "%"
-	}
-	return strconv.FormatFloat(v, 'f', 0, 64) + "%"
-}
-
-// runCount writes a count with thousands separators.
-func runCount(n int64) string {
-	s := strconv.FormatInt(n, 10)
-	neg := strings.HasPrefix(s, "-")
-	s = strings.TrimPrefix(s, "-")
-	var b strings.Builder
-	for i, c := range s {
-		if i > 0 && (len(s)-i)%3 == 0 {
-			b.WriteByte(',')
-		}
-		b.WriteRune(c)
-	}
-	if neg {
-		return "-" + b.String()
-	}
-	return b.String()
-}
-
 // runWeights words a desired state's traffic weights.
 func runWeights(s plan.DesiredState) string {
 	var parts []string
@@ -599,7 +557,7 @@ func runExposed(share float64) string {
 	case share >= 1:
 		return "all users exposed"
 	}
-	return runPercent(share) + " of users exposed"
+	return templates.Share(share) + " of users exposed"
 }
 
 // runPhaseStatusLabel words a phase status.
@@ -819,7 +777,7 @@ func (d runData) decisionView(now time.Time) *templates.RunDecision {
 		Verdict: dec.Verdict, VerdictLabel: runVerdictLabel(dec.Verdict),
 		Explanation: dec.Explanation, At: templates.NewRunTime(dec.At, now),
 		WarmupLabel:   fmt.Sprintf("first %s after a traffic change", th.Warmup),
-		ExposureLabel: fmt.Sprintf("Affecting > %s of users?", runPercent(th.ExposureLimit)),
+		ExposureLabel: fmt.Sprintf("Affecting > %s of users?", templates.Share(th.ExposureLimit)),
 		Errors:        rec.Errors,
 	}
 	if dec.PhaseIndex >= 0 && dec.PhaseIndex < len(d.plan.Phases) {
@@ -928,7 +886,7 @@ func runMetricRow(m analysis.MetricResult) templates.RunMetricRow {
 	value := func(x float64) string {
 		switch m.Unit {
 		case "ratio":
-			return runRatePercent(x)
+			return templates.Rate(x)
 		case "ms":
 			return strconv.FormatFloat(x, 'f', 0, 64) + " ms"
 		}
@@ -950,12 +908,12 @@ func runMetricRow(m analysis.MetricResult) templates.RunMetricRow {
 	if m.Outcome == analysis.OutcomeNoData {
 		row.Candidate, row.Threshold = "—", "—"
 	}
-	row.Samples = runCount(m.CandidateN)
+	row.Samples = templates.Count(m.CandidateN)
 	if hasBaseline {
-		row.Samples += " / " + runCount(m.BaselineN)
+		row.Samples += " / " + templates.Count(m.BaselineN)
 	}
 	if m.Confidence > 0 {
-		row.Confidence = runPercent(m.Confidence)
+		row.Confidence = templates.Share(m.Confidence)
 	} else {
 		row.Confidence = "—"
 	}
@@ -991,7 +949,7 @@ func (d runData) impact() templates.RunImpact {
 		im.Exposed = strconv.Itoa(t.CandidatePercent) + "%"
 		im.ExposedNote = "once the rollback is applied; users are returning to " + cmp.Or(r.FromVersion, "where they were") + "."
 	case ok:
-		im.Exposed = runPercent(ph.ExposedShare)
+		im.Exposed = templates.Share(ph.ExposedShare)
 		im.ExposedNote = "of users are served " + r.ToVersion + " in " + ph.Name + "."
 		if ph.ExposedShare == 0 && ph.Desired.Mirror != nil {
 			im.ExposedNote = "Users only see " + r.FromVersion + "; " + r.ToVersion + " gets mirrored copies of requests."
@@ -1003,7 +961,7 @@ func (d runData) impact() templates.RunImpact {
 	if d.planErr == nil && len(d.plan.Phases) > 0 {
 		fleet := engine.Instances(d.env)
 		if d.plan.ExtraInfraShare > 0 {
-			im.ExtraInfra = "+" + runPercent(d.plan.ExtraInfraShare)
+			im.ExtraInfra = "+" + templates.Share(d.plan.ExtraInfraShare)
 			im.ExtraInfraNote = fmt.Sprintf("up to %s beside the fleet of %d while the run is active.",
 				runInstances(int(math.Round(d.plan.ExtraInfraShare*float64(fleet)))), fleet)
 		} else {

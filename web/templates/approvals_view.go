@@ -111,7 +111,7 @@ func (it ApprovalItem) byline() string {
 // nextSummary says what approving does: how many users the next phase
 // exposes, how long it bakes and whether it stops for an approval again.
 func (it ApprovalItem) nextSummary() string {
-	parts := []string{"exposes " + livePercent(it.NextExposure) + " of users (now " + livePercent(it.PhaseExposure) + ")"}
+	parts := []string{"exposes " + Share(it.NextExposure) + " of users (now " + Share(it.PhaseExposure) + ")"}
 	if it.NextBake > 0 {
 		parts = append(parts, "bakes "+liveSpan(it.NextBake))
 	}
@@ -145,9 +145,9 @@ func (it ApprovalItem) bakeSummary() string {
 // requestsSummary says how many requests the decision judged.
 func (it ApprovalItem) requestsSummary() string {
 	d := it.Decision
-	s := liveCount(d.CandidateRequests) + " requests judged on " + it.ToVersion
+	s := Count(d.CandidateRequests) + " requests judged on " + it.ToVersion
 	if d.HasBaseline {
-		s += ", " + liveCount(d.BaselineRequests) + " on the baseline"
+		s += ", " + Count(d.BaselineRequests) + " on the baseline"
 	}
 	return s
 }

@@ -2,8 +2,6 @@ package templates
 
 import (
 	"fmt"
-	"math"
-	"strconv"
 	"strings"
 	"time"
 )
@@ -48,54 +46,6 @@ func liveAgo(now, t time.Time) string {
 		return "just now"
 	}
 	return liveSpan(now.Sub(t)) + " ago"
-}
-
-// livePercent writes a share from 0 to 1 as a percentage, with a decimal
-// only where it matters ("0.5%", "25%", "100%").
-func livePercent(share float64) string {
-	v := share * 100
-	switch {
-	case v == 0:
-		return "0%"
-	case math.Abs(v) < 10 && math.Abs(v-math.Round(v)) >= 0.05:
-		return strconv.FormatFloat(v, 'f', 1, 64) + "%"
-	default:
-		return strconv.FormatFloat(math.Round(v), 'f', 0, 64) + "%"
-	}
-}
-
-// liveRate writes an error rate (a ratio) as a percentage with two
-// significant decimals where rates are small.
-func liveRate(ratio float64) string {
-	v := ratio * 100
-	switch {
-	case v == 0:
-		return "0%"
-	case math.Abs(v) < 1:
-		return strconv.FormatFloat(v, 'f', 2, 64) + "%"
-	case math.Abs(v) < 10:
-		return strconv.FormatFloat(v, 'f', 1, 64) + "%"
-	default:
-		return strconv.FormatFloat(v, 'f', 0, 64) + "%"
-	}
-}
-
-// liveCount writes a count with thousands separators.
-func liveCount(n int64) string {
-	s := strconv.FormatInt(n, 10)
-	neg := strings.HasPrefix(s, "-")
-	s = strings.TrimPrefix(s, "-")
-	var b strings.Builder
-	for i, r := range s {
-		if i > 0 && (len(s)-i)%3 == 0 {
-			b.WriteByte(',')
-		}
-		b.WriteRune(r)
-	}
-	if neg {
-		return "-" + b.String()
-	}
-	return b.String()
 }
 
 // liveVerdictWords names a decision's verdict for people.
