@@ -52,6 +52,7 @@ import (
 	"github.com/flightdeckhq/flightdeck/internal/engine/driver/simulator"
 	"github.com/flightdeckhq/flightdeck/internal/engine/driver/webhook"
 	"github.com/flightdeckhq/flightdeck/internal/flags/cache"
+	"github.com/flightdeckhq/flightdeck/internal/flags/rollout"
 	"github.com/flightdeckhq/flightdeck/internal/live"
 	"github.com/flightdeckhq/flightdeck/internal/pgcluster"
 	"github.com/flightdeckhq/flightdeck/internal/store"
@@ -174,6 +175,14 @@ func serve(ctx context.Context, cfg Config, db *database, logger *slog.Logger, a
 		// Stopped before the engine, which its runs go through.
 		defer stopDemo()
 	}
+
+	// Guarded flag rollouts step through their percentages judged by the
+	// same decision as runs; each due check is leased to one replica.
+	guard := rollout.New(st, rollout.Config{Interval: cfg.AnalysisInterval, Logger: logger})
+	if err := guard.Start(ctx); err != nil {
+		return fmt.Errorf("starting flag rollouts: %w", err)
+	}
+	defer guard.Stop()
 
 	retention := store.NewRetention(st, store.RetentionConfig{MetricWindows: cfg.MetricsRetention, Logger: logger})
 	if err := retention.Start(ctx); err != nil {

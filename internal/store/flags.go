@@ -475,7 +475,7 @@ func flagStateFromRows(row sqlcdb.Flag, st sqlcdb.FlagState) (FlagState, error) 
 // edit: it locks the state instead of comparing versions, because an
 // on-call engineer must never have to retry a kill. A flag without state
 // there gets a disabled one. A flag.killed event is written in the same
-// transaction.
+// transaction, and a guarded rollout running there stops.
 func (s *Store) KillFlag(ctx context.Context, flagID, envID int64, actor string) (FlagState, error) {
 	var out FlagState
 	err := s.inTx(ctx, func(tx *Store) error {
@@ -503,6 +503,9 @@ func (s *Store) KillFlag(ctx context.Context, flagID, envID int64, actor string)
 		}
 		if err := tx.appendFlagEvent(ctx, FlagEvent{AppID: row.AppID, FlagID: row.ID, EnvironmentID: envID, Actor: actor, Type: FlagEventKilled},
 			map[string]any{"was_enabled": wasEnabled, "version": out.State.Version}); err != nil {
+			return err
+		}
+		if err := tx.stopRolloutOnKill(ctx, row.AppID, flagID, envID, actor); err != nil {
 			return err
 		}
 		return tx.flagsChanged(ctx, row.AppID, envID)

@@ -22,7 +22,7 @@ func TestHundredSamplesInThreeWindowsMakeThreeRows(t *testing.T) {
 		wantCount[w]++
 		wantSum[w] += float64(i)
 	}
-	windows, res := prepare(testRun, now, batch)
+	windows, res := Prepare(RunSubject(testRun), now, batch)
 	require.Equal(t, 100, res.Accepted)
 	require.Empty(t, res.Rejected)
 	require.Len(t, windows, 3)
@@ -53,7 +53,7 @@ func TestCohortsAndMetricsGetTheirOwnRows(t *testing.T) {
 		{Cohort: "candidate", Metric: "cpu", Timestamp: at, Value: Num(0.5)},
 		{Cohort: "candidate", Metric: "cpu", Timestamp: at, Value: Num(0.7)},
 	}}
-	windows, res := prepare(testRun, now, batch)
+	windows, res := Prepare(RunSubject(testRun), now, batch)
 	require.Equal(t, 5, res.Accepted)
 	require.Len(t, windows, 3)
 	type row struct {
@@ -76,7 +76,7 @@ func TestCohortsAndMetricsGetTheirOwnRows(t *testing.T) {
 func TestLatencyWithoutADistributionHasNoQuantiles(t *testing.T) {
 	t.Parallel()
 	at := ts(created.Add(time.Minute))
-	windows, _ := prepare(testRun, now, Batch{Samples: []Sample{
+	windows, _ := Prepare(RunSubject(testRun), now, Batch{Samples: []Sample{
 		{Cohort: "candidate", Metric: "latency", Timestamp: at, Buckets: map[string]Number{"10": Num(10)}},
 		{Cohort: "candidate", Metric: "latency", Timestamp: at, Count: Num(100), Sum: Num(1500)},
 	}})
@@ -144,7 +144,7 @@ func TestQuantilesFromBuckets(t *testing.T) {
 			for _, v := range tc.values {
 				batch.Samples = append(batch.Samples, Sample{Cohort: "candidate", Metric: "latency", Timestamp: at, Value: Num(v)})
 			}
-			windows, res := prepare(testRun, now, batch)
+			windows, res := Prepare(RunSubject(testRun), now, batch)
 			require.Empty(t, res.Rejected)
 			require.Len(t, windows, 1)
 			w := windows[0]

@@ -39,6 +39,40 @@ const (
 // ErrUnknownRun is returned when a batch names a run that does not exist.
 var ErrUnknownRun = errors.New("unknown run")
 
+// Subject is what a batch of samples reports on: a run, or the guarded
+// rollout of a feature flag, whose cohorts are the variant being released
+// and the one the other users keep.
+type Subject struct {
+	ID int64
+	// Name is how messages refer to the subject: "run 12".
+	Name string
+	// CreatedAt is when the subject began; earlier samples cannot be
+	// about it.
+	CreatedAt time.Time
+	// Label is what samples name their cohort by besides cohort:
+	// "version" for runs, "variant" for flag rollouts.
+	Label string
+	// Candidate and Baseline are the version (or variant) of each cohort;
+	// Baseline is empty when only the candidate serves.
+	Candidate string
+	Baseline  string
+	// Change says what the subject changes, for messages:
+	// "deploys v2 over v1".
+	Change string
+}
+
+// RunSubject is the subject of a run's samples.
+func RunSubject(run store.Run) Subject {
+	change := fmt.Sprintf("deploys %s over %s", run.ToVersion, run.FromVersion)
+	if run.FromVersion == "" {
+		change = fmt.Sprintf("deploys %s as a first release", run.ToVersion)
+	}
+	return Subject{
+		ID: run.ID, Name: fmt.Sprintf("run %d", run.ID), CreatedAt: run.CreatedAt, Label: "version",
+		Candidate: run.ToVersion, Baseline: run.FromVersion, Change: change,
+	}
+}
+
 // metricRule says what a metric's Sum counts, so validation can keep it
 // within what the analysis assumes.
 type metricRule struct {
@@ -125,7 +159,7 @@ func (in *Ingester) Ingest(ctx context.Context, runID int64, b Batch) (Result, e
 	if err != nil {
 		return Result{}, fmt.Errorf("reading run %d: %w", runID, err)
 	}
-	windows, res := prepare(run, in.now(), b)
+	windows, res := Prepare(RunSubject(run), in.now(), b)
 	if len(windows) == 0 {
 		return res, nil
 	}
@@ -140,13 +174,14 @@ func (in *Ingester) Ingest(ctx context.Context, runID int64, b Batch) (Result, e
 	return res, nil
 }
 
-// prepare validates a batch and adds the accepted samples up into windows.
-// It is pure, so every rule is tested without a database.
-func prepare(run store.Run, now time.Time, b Batch) ([]store.MetricWindow, Result) {
+// Prepare validates a batch about sub and adds the accepted samples up into
+// windows, whose RunID is the subject's ID. It is pure, so every rule is
+// tested without a database.
+func Prepare(sub Subject, now time.Time, b Batch) ([]store.MetricWindow, Result) {
 	res := Result{Rejected: []Rejection{}}
 	obs := make([]observation, 0, len(b.Samples))
 	for i := range b.Samples {
-		o, reasons := validate(run, now, &b.Samples[i])
+		o, reasons := validate(sub, now, &b.Samples[i])
 		if len(reasons) > 0 {
 			res.Rejected = append(res.Rejected, Rejection{Index: i, Errors: reasons})
 			continue
@@ -154,7 +189,7 @@ func prepare(run store.Run, now time.Time, b Batch) ([]store.MetricWindow, Resul
 		obs = append(obs, o)
 	}
 	res.Accepted = len(obs)
-	return aggregate(run.ID, obs), res
+	return aggregate(sub.ID, obs), res
 }
 
 // observation is a validated sample, ready to be added to its window.
@@ -182,7 +217,7 @@ const (
 
 // validate checks one sample and returns it as an observation, or every
 // reason it cannot be accepted.
-func validate(run store.Run, now time.Time, s *Sample) (observation, []string) {
+func validate(sub Subject, now time.Time, s *Sample) (observation, []string) {
 	if s.decodeErr != "" {
 		return observation{}, []string{s.decodeErr}
 	}
@@ -199,7 +234,7 @@ func validate(run store.Run, now time.Time, s *Sample) (observation, []string) {
 	}
 	o.metric = s.Metric
 
-	o.cohort = cohortOf(run, s, fail)
+	o.cohort = cohortOf(sub, s, fail)
 
 	switch ts, err := time.Parse(time.RFC3339, s.Timestamp); {
 	case s.Timestamp == "":
@@ -209,9 +244,9 @@ func validate(run store.Run, now time.Time, s *Sample) (observation, []string) {
 	case ts.After(now.Add(MaxClockSkew)):
 		fail("timestamp %s is more than %s ahead of the server's clock (%s)",
 			ts.UTC().Format(time.RFC3339Nano), minutes(MaxClockSkew), now.UTC().Format(time.RFC3339))
-	case ts.Before(run.CreatedAt):
-		fail("timestamp %s is before run %d was created (%s)",
-			ts.UTC().Format(time.RFC3339Nano), run.ID, run.CreatedAt.UTC().Format(time.RFC3339Nano))
+	case ts.Before(sub.CreatedAt):
+		fail("timestamp %s is before %s was created (%s)",
+			ts.UTC().Format(time.RFC3339Nano), sub.Name, sub.CreatedAt.UTC().Format(time.RFC3339Nano))
 	default:
 		ns := ts.UnixNano()
 		o.start = ns - mod(ns, int64(Window))
@@ -286,35 +321,45 @@ func validate(run store.Run, now time.Time, s *Sample) (observation, []string) {
 	return o, nil
 }
 
-// cohortOf finds the sample's cohort from its cohort or its version.
-func cohortOf(run store.Run, s *Sample, fail func(string, ...any)) string {
+// cohortOf finds the sample's cohort from its cohort or its version (a
+// flag rollout's samples may name it variant).
+func cohortOf(sub Subject, s *Sample, fail func(string, ...any)) string {
 	cohort := s.Cohort
 	if s.Cohort != "" && s.Cohort != CohortCandidate && s.Cohort != CohortBaseline {
 		fail("cohort %q is unknown; use %s or %s", truncate(s.Cohort), CohortCandidate, CohortBaseline)
 		cohort = ""
 	}
-	if s.Version == "" {
+	named := s.Version
+	switch {
+	case s.Variant != "" && sub.Label != "variant":
+		fail("variant is for the samples of a flag rollout; give the version the sample comes from")
+		return ""
+	case s.Variant != "" && s.Version != "" && s.Variant != s.Version:
+		fail("version %q and variant %q disagree; give one of them", truncate(s.Version), truncate(s.Variant))
+		return ""
+	case s.Variant != "":
+		named = s.Variant
+	}
+	if named == "" {
 		if s.Cohort == "" {
-			fail("cohort or version is missing; give cohort (%s or %s) or the version the sample comes from", CohortCandidate, CohortBaseline)
+			fail("cohort or %s is missing; give cohort (%s or %s) or the %s the sample comes from", sub.Label, CohortCandidate, CohortBaseline, sub.Label)
 		}
 		return cohort
 	}
-	var byVersion string
-	switch s.Version {
-	case run.ToVersion:
-		byVersion = CohortCandidate
-	case run.FromVersion:
-		byVersion = CohortBaseline
+	var byName string
+	switch named {
+	case sub.Candidate:
+		byName = CohortCandidate
+	case sub.Baseline:
+		byName = CohortBaseline
 	}
 	switch {
-	case byVersion == "" && run.FromVersion == "":
-		fail("version %q is not part of run %d, which deploys %s as a first release", truncate(s.Version), run.ID, run.ToVersion)
-	case byVersion == "":
-		fail("version %q is not part of run %d, which deploys %s over %s", truncate(s.Version), run.ID, run.ToVersion, run.FromVersion)
-	case cohort != "" && cohort != byVersion:
-		fail("version %q is the %s of run %d, but cohort says %s", s.Version, byVersion, run.ID, cohort)
+	case byName == "":
+		fail("%s %q is not part of %s, which %s", sub.Label, truncate(named), sub.Name, sub.Change)
+	case cohort != "" && cohort != byName:
+		fail("%s %q is the %s of %s, but cohort says %s", sub.Label, named, byName, sub.Name, cohort)
 	}
-	return byVersion
+	return byName
 }
 
 // finite reads a number that must be finite.

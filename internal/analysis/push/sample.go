@@ -31,6 +31,7 @@ type Batch struct {
 type Sample struct {
 	Cohort    string            `json:"cohort,omitempty"`
 	Version   string            `json:"version,omitempty"`
+	Variant   string            `json:"variant,omitempty"`
 	Metric    string            `json:"metric"`
 	Timestamp string            `json:"timestamp"`
 	Count     Number            `json:"count,omitzero"`

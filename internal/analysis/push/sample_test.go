@@ -27,7 +27,7 @@ func TestDecodeKeepsBadEntriesForValidation(t *testing.T) {
 	require.True(t, math.IsInf(b.Samples[1].Value.Value, -1))
 	require.Equal(t, Num(12.5), b.Samples[2].Value, "numbers may come as strings")
 
-	_, res := prepare(testRun, now, b)
+	_, res := Prepare(RunSubject(testRun), now, b)
 	require.Equal(t, 1, res.Accepted)
 	require.Equal(t, []Rejection{
 		{Index: 0, Errors: []string{"value is NaN"}},
@@ -48,7 +48,7 @@ func TestEntriesOfTheWrongShapeAreRejectedAlone(t *testing.T) {
 	]}`
 	b, err := DecodeBatch([]byte(body))
 	require.NoError(t, err)
-	_, res := prepare(testRun, now, b)
+	_, res := Prepare(RunSubject(testRun), now, b)
 	require.Equal(t, 1, res.Accepted)
 	require.Equal(t, []Rejection{
 		{Index: 0, Errors: []string{"timestamp must be a string, not a number"}},

@@ -91,7 +91,7 @@ func TestValidationNamesEveryReason(t *testing.T) {
 			t.Parallel()
 			s := good()
 			tc.mutate(&s)
-			_, reasons := validate(testRun, now, &s)
+			_, reasons := validate(RunSubject(testRun), now, &s)
 			require.Len(t, reasons, len(tc.want), "reasons: %q", reasons)
 			for i, want := range tc.want {
 				require.True(t, strings.HasPrefix(reasons[i], want), "reason %d is %q, want it to start with %q", i, reasons[i], want)
@@ -129,7 +129,7 @@ func TestValidSamples(t *testing.T) {
 			t.Parallel()
 			s := good()
 			tc.mutate(&s)
-			o, reasons := validate(testRun, now, &s)
+			o, reasons := validate(RunSubject(testRun), now, &s)
 			require.Empty(t, reasons)
 			require.Equal(t, tc.cohort, o.cohort)
 			require.Equal(t, tc.count, o.count)
@@ -145,7 +145,7 @@ func TestRejectedSamplesDoNotStopTheOthers(t *testing.T) {
 	bad.Metric = "latncy"
 	alsoBad := good()
 	alsoBad.Count = Num(math.NaN())
-	windows, res := prepare(testRun, now, Batch{Samples: []Sample{good(), bad, good(), alsoBad}})
+	windows, res := Prepare(RunSubject(testRun), now, Batch{Samples: []Sample{good(), bad, good(), alsoBad}})
 	require.Equal(t, 2, res.Accepted)
 	require.Equal(t, []Rejection{
 		{Index: 1, Errors: []string{`metric "latncy" is unknown; use one of error_rate, latency, health_checks, cpu, memory, conversion, response_diff`}},
@@ -162,6 +162,6 @@ func TestFirstReleaseHasNoBaselineVersion(t *testing.T) {
 	run.FromVersion = ""
 	s := good()
 	s.Cohort, s.Version = "", "v1"
-	_, reasons := validate(run, now, &s)
+	_, reasons := validate(RunSubject(run), now, &s)
 	require.Equal(t, []string{`version "v1" is not part of run 7, which deploys v2 as a first release`}, reasons)
 }

@@ -9,6 +9,47 @@ import (
 	"context"
 )
 
+// iteratorForFlagRolloutWindowsInsert implements pgx.CopyFromSource.
+type iteratorForFlagRolloutWindowsInsert struct {
+	rows                 []FlagRolloutWindowsInsertParams
+	skippedFirstNextCall bool
+}
+
+func (r *iteratorForFlagRolloutWindowsInsert) Next() bool {
+	if len(r.rows) == 0 {
+		return false
+	}
+	if !r.skippedFirstNextCall {
+		r.skippedFirstNextCall = true
+		return true
+	}
+	r.rows = r.rows[1:]
+	return len(r.rows) > 0
+}
+
+func (r iteratorForFlagRolloutWindowsInsert) Values() ([]interface{}, error) {
+	return []interface{}{
+		r.rows[0].RolloutID,
+		r.rows[0].Cohort,
+		r.rows[0].Metric,
+		r.rows[0].WindowStart,
+		r.rows[0].WindowEnd,
+		r.rows[0].Count,
+		r.rows[0].Sum,
+		r.rows[0].P50,
+		r.rows[0].P95,
+		r.rows[0].P99,
+	}, nil
+}
+
+func (r iteratorForFlagRolloutWindowsInsert) Err() error {
+	return nil
+}
+
+func (q *Queries) FlagRolloutWindowsInsert(ctx context.Context, arg []FlagRolloutWindowsInsertParams) (int64, error) {
+	return q.db.CopyFrom(ctx, []string{"flag_rollout_windows"}, []string{"rollout_id", "cohort", "metric", "window_start", "window_end", "count", "sum", "p50", "p95", "p99"}, &iteratorForFlagRolloutWindowsInsert{rows: arg})
+}
+
 // iteratorForMetricWindowsInsert implements pgx.CopyFromSource.
 type iteratorForMetricWindowsInsert struct {
 	rows                 []MetricWindowsInsertParams

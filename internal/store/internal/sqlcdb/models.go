@@ -126,6 +126,39 @@ type FlagEvent struct {
 	Payload       json.RawMessage
 }
 
+type FlagRollout struct {
+	ID             int64
+	FlagID         int64
+	EnvironmentID  int64
+	Variant        string
+	ControlVariant string
+	Steps          []float64
+	StepBakeMs     int64
+	State          string
+	StepIndex      int32
+	StepStartedAt  time.Time
+	NextCheckAt    time.Time
+	LeaseUntil     *time.Time
+	StartedBy      string
+	CreatedAt      time.Time
+	FinishedAt     *time.Time
+	Outcome        string
+	LastDecision   json.RawMessage
+}
+
+type FlagRolloutWindow struct {
+	RolloutID   int64
+	Cohort      string
+	Metric      string
+	WindowStart time.Time
+	WindowEnd   time.Time
+	Count       int64
+	Sum         float64
+	P50         pgtype.Float8
+	P95         pgtype.Float8
+	P99         pgtype.Float8
+}
+
 type FlagState struct {
 	FlagID        int64
 	EnvironmentID int64
