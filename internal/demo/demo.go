@@ -128,13 +128,20 @@ func Seed(ctx context.Context, cfg Config) (seeded bool, err error) {
 			if err != nil {
 				return fmt.Errorf("creating app %s: %w", a.slug, err)
 			}
+			envs := map[string]store.Environment{}
 			for _, e := range a.envs {
 				env, err := createEnvironment(ctx, tx, app, e)
 				if err != nil {
 					return err
 				}
+				envs[env.Name] = env
 				if e.run != nil {
 					runs = append(runs, pending{app: app, env: env, run: *e.run})
+				}
+			}
+			if a.slug == flagsApp {
+				if err := seedFlags(ctx, tx, app, envs); err != nil {
+					return err
 				}
 			}
 		}

@@ -15,6 +15,7 @@ import (
 	"github.com/flightdeckhq/flightdeck/internal/auth"
 	"github.com/flightdeckhq/flightdeck/internal/dbtest"
 	"github.com/flightdeckhq/flightdeck/internal/demo"
+	"github.com/flightdeckhq/flightdeck/internal/flags"
 	"github.com/flightdeckhq/flightdeck/internal/engine"
 	"github.com/flightdeckhq/flightdeck/internal/engine/driver"
 	"github.com/flightdeckhq/flightdeck/internal/engine/driver/simulator"
@@ -140,6 +141,22 @@ func TestSeedPutsEveryStrategyInFlightAndTheAnalysisActs(t *testing.T) {
 			require.NotEmpty(t, env.StableVersion, "every environment has a baseline")
 		}
 	}
+
+	// The storefront shows a release in stages: dark in production but on
+	// for employees and 5% of users, one flag killed.
+	storefront, err := w.store.App(ctx, "storefront")
+	require.NoError(t, err)
+	production := w.environment("storefront", "production")
+	cfgs, err := w.store.FlagConfigs(ctx, storefront.ID, production.ID)
+	require.NoError(t, err)
+	require.Len(t, cfgs, 1)
+	snap := flags.NewSnapshot(cfgs[0].Entries, cfgs[0].Segments)
+	require.Empty(t, snap.Errors(), "every demo flag compiles")
+	require.Equal(t, 4, snap.Len())
+	employee := snap.Evaluate("checkout-redesign", flags.EvalContext{"targetingKey": "kim", "email": "kim@storefront.example"})
+	require.Equal(t, "true", employee.Variant)
+	require.Equal(t, "employees", employee.RuleName)
+	require.Equal(t, flags.ReasonDisabled, snap.Evaluate("recommendations-v2", flags.EvalContext{"targetingKey": "kim"}).Reason)
 
 	for username, role := range map[string]auth.Role{"release-manager": auth.RoleApprover, "oncall": auth.RoleDeployer, "viewer": auth.RoleViewer} {
 		u, err := w.store.UserByUsername(ctx, username)
