@@ -15,11 +15,11 @@ import (
 	"github.com/flightdeckhq/flightdeck/internal/auth"
 	"github.com/flightdeckhq/flightdeck/internal/dbtest"
 	"github.com/flightdeckhq/flightdeck/internal/demo"
-	"github.com/flightdeckhq/flightdeck/internal/flags"
 	"github.com/flightdeckhq/flightdeck/internal/engine"
 	"github.com/flightdeckhq/flightdeck/internal/engine/driver"
 	"github.com/flightdeckhq/flightdeck/internal/engine/driver/simulator"
 	"github.com/flightdeckhq/flightdeck/internal/engine/plan"
+	"github.com/flightdeckhq/flightdeck/internal/flags"
 	"github.com/flightdeckhq/flightdeck/internal/store"
 )
 
