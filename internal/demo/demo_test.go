@@ -20,6 +20,7 @@ import (
 	"github.com/flightdeckhq/flightdeck/internal/engine/driver/simulator"
 	"github.com/flightdeckhq/flightdeck/internal/engine/plan"
 	"github.com/flightdeckhq/flightdeck/internal/flags"
+	"github.com/flightdeckhq/flightdeck/internal/flags/rollout"
 	"github.com/flightdeckhq/flightdeck/internal/store"
 )
 
@@ -393,4 +394,46 @@ func (w *world) environment(app, env string) store.Environment {
 	e, err := w.store.Environment(ctx, a.ID, env)
 	require.NoError(w.t, err)
 	return e
+}
+
+func TestDemoTrafficJudgesFlagRollouts(t *testing.T) {
+	t.Parallel()
+	w := setup(t)
+	ctx := context.Background()
+	seeded, err := demo.Seed(ctx, w.cfg)
+	require.NoError(t, err)
+	require.True(t, seeded)
+	app, err := w.store.App(ctx, "storefront")
+	require.NoError(t, err)
+	production := w.environment("storefront", "production")
+	start := func(key string, steps []float64) store.FlagRollout {
+		flag, err := w.store.Flag(ctx, app.ID, key)
+		require.NoError(t, err)
+		r, _, err := w.store.StartFlagRollout(ctx, store.NewFlagRollout{
+			FlagID: flag.ID, EnvironmentID: production.ID, Steps: steps, StepBake: 2 * time.Minute, Actor: "release-manager",
+		})
+		require.NoError(t, err)
+		return r
+	}
+	healthy := start("checkout-redesign", []float64{10, 100})
+	faulty := start("recommendations-v2", []float64{25, 100})
+
+	guard := rollout.New(w.store, rollout.Config{Interval: 15 * time.Second, Now: w.clock.Now})
+	for range 60 {
+		w.clock.Advance(10 * time.Second)
+		fed, err := demo.FeedFlagRollouts(ctx, w.cfg)
+		require.NoError(t, err)
+		if fed == 0 {
+			break
+		}
+		_, err = guard.RunOnce(ctx)
+		require.NoError(t, err)
+	}
+	healthy, err = w.store.FlagRollout(ctx, healthy.ID)
+	require.NoError(t, err)
+	require.Equal(t, store.FlagRolloutCompleted, healthy.State, healthy.Outcome)
+	faulty, err = w.store.FlagRollout(ctx, faulty.ID)
+	require.NoError(t, err)
+	require.Equal(t, store.FlagRolloutRolledBack, faulty.State, faulty.Outcome)
+	require.Contains(t, faulty.Outcome, "recommendations-v2=true error rate")
 }

@@ -26,7 +26,7 @@ var inFlight = []store.RunState{
 }
 
 // Loop keeps the demo moving until ctx ends: every Interval it calls
-// Refill. It touches only the demo's own environments, and only while they
+// Refill, and every ten seconds FeedFlagRollouts. It touches only the demo's own environments, and only while they
 // still use the simulator, so apps people add and environments they point
 // at a real fleet are left alone.
 func Loop(ctx context.Context, cfg Config) error {
@@ -36,10 +36,17 @@ func Loop(ctx context.Context, cfg Config) error {
 	}
 	ticker := time.NewTicker(cfg.Interval)
 	defer ticker.Stop()
+	traffic := time.NewTicker(10 * time.Second)
+	defer traffic.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-traffic.C:
+			if _, err := FeedFlagRollouts(ctx, cfg); err != nil && ctx.Err() == nil {
+				cfg.Logger.WarnContext(ctx, "demo: reporting flag rollout traffic", slog.String("error", err.Error()))
+			}
+			continue
 		case <-ticker.C:
 		}
 		passCtx, cancel := context.WithTimeout(ctx, cfg.Interval)
