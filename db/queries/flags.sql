@@ -123,3 +123,26 @@ LIMIT @max;
 -- Postgres delivers the notification when the transaction commits, and
 -- never when it rolls back.
 SELECT pg_notify(@channel::text, @payload::text);
+
+-- name: FlagEventListBefore :many
+-- One flag's events newest first, with ids below before_id, for paging
+-- back through its history.
+SELECT * FROM flag_events
+WHERE flag_id = @flag_id AND id < @before_id
+ORDER BY id DESC
+LIMIT @max;
+
+-- name: FlagEventListByEnvironment :many
+-- One environment's flag events newest first, with ids below before_id,
+-- with the key and default variant of the flag each is about. The app's
+-- index finds them: flag_events are read per app, newest first, and the
+-- environment filters.
+SELECT sqlc.embed(fe), f.key AS flag_key,
+       coalesce(f.definition ->> 'default_variant', '')::text AS flag_default_variant
+FROM flag_events fe
+JOIN flags f ON f.id = fe.flag_id
+WHERE fe.app_id = (SELECT en.app_id FROM environments en WHERE en.id = @environment_id)
+  AND fe.environment_id = @environment_id
+  AND fe.id < @before_id
+ORDER BY fe.id DESC
+LIMIT @max;

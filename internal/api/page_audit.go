@@ -130,7 +130,7 @@ func formatAuditCursor(e store.AuditEntry) string {
 // parseAuditCursor reads formatAuditCursor's output.
 func parseAuditCursor(raw string) (store.AuditEntry, bool) {
 	parts := strings.Split(raw, "-")
-	if len(parts) != 3 || (parts[0] != "audit" && parts[0] != "run") {
+	if len(parts) != 3 || (parts[0] != "audit" && parts[0] != "run" && parts[0] != store.AuditKindFlag) {
 		return store.AuditEntry{}, false
 	}
 	id, err := strconv.ParseInt(parts[1], 10, 64)
@@ -189,6 +189,12 @@ var auditActionWords = map[string]string{
 	"run:driver.applied":          "the driver applied a change",
 	"run:driver.error":            "the driver failed",
 	"run:rollback.step_applied":   "applied a rollback step",
+	"flag:flag.created":           "created a flag",
+	"flag:flag.updated":           "changed a flag's definition",
+	"flag:flag.state_changed":     "changed a flag's state",
+	"flag:flag.killed":            "turned a flag off",
+	"flag:segment.created":        "created a segment",
+	"flag:segment.updated":        "changed a segment",
 }
 
 // auditWords names an action for people.

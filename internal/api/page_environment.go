@@ -35,6 +35,7 @@ type EnvironmentPages interface {
 	ListRuns(ctx context.Context, f store.RunFilter) ([]store.Run, error)
 	LatestDecision(ctx context.Context, runID int64) (store.Decision, error)
 	RecordAudit(ctx context.Context, e store.AuditEvent) (store.AuditEvent, error)
+	ListEnvironmentFlagEvents(ctx context.Context, envID, beforeID int64, limit int) ([]store.EnvironmentFlagEvent, error)
 }
 
 // historyPageSize is how many runs one page of an environment's history
@@ -118,6 +119,9 @@ func (h *environmentHandlers) show(c echo.Context) error {
 			return refusePage(c, http.StatusBadRequest, fmt.Sprintf("before must be a run number such as 42, got %q.", raw))
 		}
 	}
+	if _, ok := flagsBeforeParam(c); !ok {
+		return refusePage(c, http.StatusBadRequest, fmt.Sprintf("flags_before must be the number of a flag change such as 42, got %q.", truncate(c.QueryParam("flags_before"), 40)))
+	}
 	v, err := h.view(c, app, env, before)
 	if err != nil {
 		return err
@@ -164,15 +168,9 @@ func (h *environmentHandlers) view(c echo.Context, app store.App, env store.Envi
 		v.Current, v.Queued = &cur, v.Queued[1:]
 	}
 
-	history, err := h.store.ListRuns(ctx, store.RunFilter{EnvironmentID: env.ID, BeforeID: before, Limit: historyPageSize + 1})
-	if err != nil {
-		return v, fmt.Errorf("listing runs of %s/%s: %w", app.Slug, env.Name, err)
+	if err := h.timeline(ctx, c, app, env, before, &v); err != nil {
+		return v, err
 	}
-	if len(history) > historyPageSize {
-		history = history[:historyPageSize]
-		v.Older = history[len(history)-1].ID
-	}
-	v.History = history
 
 	v.Rollback, _, err = h.rollbackTarget(ctx, app, env, inFlight)
 	if err != nil {

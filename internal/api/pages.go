@@ -17,6 +17,7 @@ type PageStore interface {
 	LiveStore
 	AuditLog
 	RunPageStore
+	FlagPages
 }
 
 // registerPages installs sessions, form tokens and every page. Every page
@@ -49,6 +50,7 @@ func registerPages(e *echo.Echo, cfg Config) {
 	registerAdvisorPages(pages, cfg)
 	registerUserPages(pages, cfg)
 	registerRunPages(pages, cfg)
+	registerFlagPages(pages, cfg)
 	approvals := &approvalHandlers{store: cfg.Pages, runs: cfg.Runs, sessions: cfg.Sessions}
 	pages.GET("/approvals", approvals.approvals)
 	pages.POST("/approvals/:run/approve", approvals.approve)

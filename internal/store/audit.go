@@ -42,8 +42,13 @@ func (s *Store) RecordAudit(ctx context.Context, e AuditEvent) (AuditEvent, erro
 	}, nil
 }
 
-// AuditEntry is one line of the audit log: an audit event (Kind "audit")
-// or a run event (Kind "run", with RunID).
+// AuditKindFlag is the Kind of audit log entries that are flag events:
+// changes of a flag's definition or state, kills, and segment changes.
+const AuditKindFlag = "flag"
+
+// AuditEntry is one line of the audit log: an audit event (Kind "audit"),
+// a run event (Kind "run", with RunID) or a flag event (Kind "flag", its
+// Action the event type and its Detail a description of the change).
 type AuditEntry struct {
 	Kind        string
 	ID          int64
@@ -84,9 +89,13 @@ func (s *Store) ListAudit(ctx context.Context, f AuditFilter) ([]AuditEntry, err
 		return nil, mapError(err)
 	}
 	return mapRows(rows, func(r sqlcdb.AuditListRow) AuditEntry {
-		return AuditEntry{
+		e := AuditEntry{
 			Kind: r.Kind, ID: r.ID, At: r.At, Actor: r.Actor, Action: r.Action, App: r.App,
 			Environment: r.Environment, RunID: r.RunID, Detail: r.Detail, RemoteAddr: r.RemoteAddr,
 		}
+		if r.Kind == AuditKindFlag {
+			e.Detail = DescribeFlagEvent(FlagEvent{ID: r.ID, Type: r.Action, Payload: r.FlagPayload}, r.FlagKey, r.FlagDefaultVariant)
+		}
+		return e
 	}), nil
 }

@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/a-h/templ"
-
 	"github.com/flightdeckhq/flightdeck/internal/auth"
 	"github.com/flightdeckhq/flightdeck/internal/store"
 )
@@ -29,6 +27,12 @@ type EnvironmentView struct {
 	History []store.Run
 	Older   int64
 	Newest  bool
+	// Timeline interleaves the page's runs with the flag changes made in
+	// the environment, newest first. OlderFlags, when not zero, is the
+	// ?flags_before= of the next page; HasOlder says there is one.
+	Timeline   []EnvTimelineEntry
+	OlderFlags int64
+	HasOlder   bool
 	// Rollback says whether "roll back to previous" can be offered.
 	Rollback EnvRollback
 	Settings EnvSettingsForm
@@ -175,9 +179,4 @@ func envVersions(r store.Run) string {
 func (v EnvironmentView) envRollbackConfirm() string {
 	return fmt.Sprintf("Roll back %s/%s from %s to %s? This starts a blue-green run that moves all traffic back to %s.",
 		v.AppSlug, v.Env.Name, v.Env.StableVersion, v.Rollback.To, v.Rollback.To)
-}
-
-// envHistoryPath is the run history page before the run id.
-func (v EnvironmentView) envHistoryPath(before int64) templ.SafeURL {
-	return templ.SafeURL(fmt.Sprintf("%s?before=%d#history", envPath(v.AppSlug, v.Env.Name), before))
 }

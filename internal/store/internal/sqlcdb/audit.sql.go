@@ -7,6 +7,7 @@ package sqlcdb
 
 import (
 	"context"
+	"encoding/json"
 	"time"
 )
 
@@ -57,9 +58,10 @@ func (q *Queries) AuditInsert(ctx context.Context, arg AuditInsertParams) (Audit
 }
 
 const auditList = `-- name: AuditList :many
-SELECT at, kind, id, actor, action, app, environment, run_id, detail, remote_addr FROM (
+SELECT at, kind, id, actor, action, app, environment, run_id, detail, remote_addr, flag_payload, flag_key, flag_default_variant FROM (
     SELECT a.at, 'audit'::text AS kind, a.id, a.actor, a.action, a.app, a.environment,
-           coalesce(a.run_id, 0)::bigint AS run_id, a.detail, a.remote_addr
+           coalesce(a.run_id, 0)::bigint AS run_id, a.detail, a.remote_addr,
+           NULL::jsonb AS flag_payload, ''::text AS flag_key, ''::text AS flag_default_variant
     FROM audit_events a
     WHERE ($1::text = '' OR a.app = $1)
       AND ($2::text = '' OR a.environment = $2)
@@ -67,7 +69,8 @@ SELECT at, kind, id, actor, action, app, environment, run_id, detail, remote_add
     UNION ALL
     SELECT e.at, 'run'::text AS kind, e.id, e.actor, e.type AS action, ap.slug AS app, en.name AS environment,
            e.run_id, coalesce(e.payload ->> 'reason', e.payload ->> 'comment', e.payload ->> 'explanation', '') AS detail,
-           ''::text AS remote_addr
+           ''::text AS remote_addr,
+           NULL::jsonb AS flag_payload, ''::text AS flag_key, ''::text AS flag_default_variant
     FROM run_events e
     JOIN runs r ON r.id = e.run_id
     JOIN apps ap ON ap.id = r.app_id
@@ -76,6 +79,20 @@ SELECT at, kind, id, actor, action, app, environment, run_id, detail, remote_add
       AND ($2::text = '' OR en.name = $2)
       AND ($3::text = '' OR e.actor = $3)
       AND NOT ($4::boolean AND e.actor = 'engine')
+    UNION ALL
+    SELECT fe.at, 'flag'::text AS kind, fe.id, fe.actor, fe.type AS action, ap.slug AS app,
+           coalesce(fen.name, '')::text AS environment, 0::bigint AS run_id, ''::text AS detail,
+           ''::text AS remote_addr,
+           fe.payload AS flag_payload, coalesce(f.key, '')::text AS flag_key,
+           coalesce(f.definition ->> 'default_variant', '')::text AS flag_default_variant
+    FROM flag_events fe
+    JOIN apps ap ON ap.id = fe.app_id
+    LEFT JOIN environments fen ON fen.id = fe.environment_id
+    LEFT JOIN flags f ON f.id = fe.flag_id
+    WHERE ($1::text = '' OR ap.slug = $1)
+      AND ($2::text = '' OR fen.name = $2)
+      AND ($3::text = '' OR fe.actor = $3)
+      AND NOT ($4::boolean AND fe.actor = 'engine')
 ) entries
 WHERE $5::boolean
    OR (entries.at, entries.kind, entries.id) < ($6::timestamptz, $7::text, $8::bigint)
@@ -96,22 +113,26 @@ type AuditListParams struct {
 }
 
 type AuditListRow struct {
-	At          time.Time
-	Kind        string
-	ID          int64
-	Actor       string
-	Action      string
-	App         string
-	Environment string
-	RunID       int64
-	Detail      string
-	RemoteAddr  string
+	At                 time.Time
+	Kind               string
+	ID                 int64
+	Actor              string
+	Action             string
+	App                string
+	Environment        string
+	RunID              int64
+	Detail             string
+	RemoteAddr         string
+	FlagPayload        json.RawMessage
+	FlagKey            string
+	FlagDefaultVariant string
 }
 
-// The audit log: changes outside runs and every run event, newest first,
-// filtered by app, environment and actor when those are not empty. The
-// cursor is (at, kind, id) of the last entry of the previous page: ids
-// are unique only within a kind.
+// The audit log: changes outside runs, every run event and every flag
+// and segment change, newest first, filtered by app, environment and actor
+// when those are not empty. The cursor is (at, kind, id) of the last entry
+// of the previous page: ids are unique only within a kind. Flag events
+// carry their payload and flag so that the store can describe them.
 func (q *Queries) AuditList(ctx context.Context, arg AuditListParams) ([]AuditListRow, error) {
 	rows, err := q.db.Query(ctx, auditList,
 		arg.App,
@@ -142,6 +163,9 @@ func (q *Queries) AuditList(ctx context.Context, arg AuditListParams) ([]AuditLi
 			&i.RunID,
 			&i.Detail,
 			&i.RemoteAddr,
+			&i.FlagPayload,
+			&i.FlagKey,
+			&i.FlagDefaultVariant,
 		); err != nil {
 			return nil, err
 		}

@@ -93,6 +93,109 @@ func (q *Queries) FlagEventList(ctx context.Context, arg FlagEventListParams) ([
 	return items, nil
 }
 
+const flagEventListBefore = `-- name: FlagEventListBefore :many
+SELECT id, app_id, flag_id, environment_id, at, actor, type, payload FROM flag_events
+WHERE flag_id = $1 AND id < $2
+ORDER BY id DESC
+LIMIT $3
+`
+
+type FlagEventListBeforeParams struct {
+	FlagID   *int64
+	BeforeID int64
+	Max      int32
+}
+
+// One flag's events newest first, with ids below before_id, for paging
+// back through its history.
+func (q *Queries) FlagEventListBefore(ctx context.Context, arg FlagEventListBeforeParams) ([]FlagEvent, error) {
+	rows, err := q.db.Query(ctx, flagEventListBefore, arg.FlagID, arg.BeforeID, arg.Max)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []FlagEvent{}
+	for rows.Next() {
+		var i FlagEvent
+		if err := rows.Scan(
+			&i.ID,
+			&i.AppID,
+			&i.FlagID,
+			&i.EnvironmentID,
+			&i.At,
+			&i.Actor,
+			&i.Type,
+			&i.Payload,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const flagEventListByEnvironment = `-- name: FlagEventListByEnvironment :many
+SELECT fe.id, fe.app_id, fe.flag_id, fe.environment_id, fe.at, fe.actor, fe.type, fe.payload, f.key AS flag_key,
+       coalesce(f.definition ->> 'default_variant', '')::text AS flag_default_variant
+FROM flag_events fe
+JOIN flags f ON f.id = fe.flag_id
+WHERE fe.app_id = (SELECT en.app_id FROM environments en WHERE en.id = $1)
+  AND fe.environment_id = $1
+  AND fe.id < $2
+ORDER BY fe.id DESC
+LIMIT $3
+`
+
+type FlagEventListByEnvironmentParams struct {
+	EnvironmentID int64
+	BeforeID      int64
+	Max           int32
+}
+
+type FlagEventListByEnvironmentRow struct {
+	FlagEvent          FlagEvent
+	FlagKey            string
+	FlagDefaultVariant string
+}
+
+// One environment's flag events newest first, with ids below before_id,
+// with the key and default variant of the flag each is about. The app's
+// index finds them: flag_events are read per app, newest first, and the
+// environment filters.
+func (q *Queries) FlagEventListByEnvironment(ctx context.Context, arg FlagEventListByEnvironmentParams) ([]FlagEventListByEnvironmentRow, error) {
+	rows, err := q.db.Query(ctx, flagEventListByEnvironment, arg.EnvironmentID, arg.BeforeID, arg.Max)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []FlagEventListByEnvironmentRow{}
+	for rows.Next() {
+		var i FlagEventListByEnvironmentRow
+		if err := rows.Scan(
+			&i.FlagEvent.ID,
+			&i.FlagEvent.AppID,
+			&i.FlagEvent.FlagID,
+			&i.FlagEvent.EnvironmentID,
+			&i.FlagEvent.At,
+			&i.FlagEvent.Actor,
+			&i.FlagEvent.Type,
+			&i.FlagEvent.Payload,
+			&i.FlagKey,
+			&i.FlagDefaultVariant,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const flagGet = `-- name: FlagGet :one
 SELECT id, app_id, key, type, definition, version, created_at, updated_at FROM flags WHERE app_id = $1 AND key = $2
 `
