@@ -51,6 +51,8 @@ Usage:
   deployctl rollback RUN [--comment TEXT]
   deployctl apps
   deployctl envs --app APP
+  deployctl flags list|get|create|set|kill|eval|history ...
+                 feature flags; deployctl flags --help for their arguments
 
 Every command takes:
   --url URL      Flightdeck's address (FLIGHTDECK_URL)
@@ -80,6 +82,8 @@ Exit codes:
 type cli struct {
 	stdout, stderr io.Writer
 	getenv         func(string) string
+	// stdin is read by commands given a file of "-".
+	stdin io.Reader
 	// httpClient sends every request; its transport bounds connecting and
 	// waiting for headers, but not reading a body, since an event stream
 	// stays open for as long as the run.
@@ -99,7 +103,7 @@ type cli struct {
 
 func newCLI(stdout, stderr io.Writer, getenv func(string) string) *cli {
 	return &cli{
-		stdout: stdout, stderr: stderr, getenv: getenv,
+		stdout: stdout, stderr: stderr, getenv: getenv, stdin: os.Stdin,
 		httpClient: &http.Client{Transport: &http.Transport{
 			Proxy:                 http.ProxyFromEnvironment,
 			DialContext:           (&net.Dialer{Timeout: 10 * time.Second}).DialContext,
@@ -138,6 +142,7 @@ var commands = map[string]command{
 	"rollback": actionCommand("rollback"),
 	"apps":     (*cli).apps,
 	"envs":     (*cli).envs,
+	"flags":    (*cli).flags,
 }
 
 // run executes the command line and returns the exit code.

@@ -41,7 +41,9 @@ func apiAuth(tokens TokenLookup) echo.MiddlewareFunc {
 
 // scopeFor is the scope a request needs. Starting runs and acting on them
 // is deploy, except the approval of a phase, which is a person's judgement
-// and so has its own scope; anything else that writes is admin.
+// and so has its own scope; changing feature flags and segments is deploy
+// too, and evaluating a flag only reads; anything else that writes is
+// admin.
 func scopeFor(c echo.Context) auth.Scope {
 	switch {
 	case c.Path() == metricsRoute:
@@ -53,6 +55,12 @@ func scopeFor(c echo.Context) auth.Scope {
 	case c.Path() == runActionRoute || c.Path() == createRunRoute || c.Path() == driverStatusRoute:
 		// A deploy system reporting that it applied a phase acts on the
 		// run as CI does.
+		return auth.ScopeDeploy
+	case c.Path() == flagEvaluateRoute:
+		// Asking what a user would get from a flag changes nothing.
+		return auth.ScopeRead
+	case isFlagWriteRoute(c.Path()):
+		// Flags are released by the people who deploy.
 		return auth.ScopeDeploy
 	default:
 		return auth.ScopeAdmin

@@ -11,9 +11,11 @@ import (
 	"github.com/flightdeckhq/flightdeck/internal/store"
 )
 
-// ResourceStore is what the REST endpoints for apps and environments need
-// from the store; *store.Store implements it.
+// ResourceStore is what the REST endpoints for apps and environments, and
+// for the feature flags and segments of apps (FlagStore), need from the
+// store; *store.Store implements it.
 type ResourceStore interface {
+	FlagStore
 	CreateApp(ctx context.Context, a store.NewApp) (store.App, error)
 	App(ctx context.Context, slug string) (store.App, error)
 	ListApps(ctx context.Context, afterSlug string, limit int) ([]store.App, error)

@@ -133,6 +133,150 @@ func (e FailurePolicy) Valid() bool {
 	}
 }
 
+// Defines values for FlagEvaluationErrorCode.
+const (
+	FlagErrorFlagNotFound        FlagEvaluationErrorCode = "FLAG_NOT_FOUND"
+	FlagErrorGeneral             FlagEvaluationErrorCode = "GENERAL"
+	FlagErrorInvalidContext      FlagEvaluationErrorCode = "INVALID_CONTEXT"
+	FlagErrorParse               FlagEvaluationErrorCode = "PARSE_ERROR"
+	FlagErrorTargetingKeyMissing FlagEvaluationErrorCode = "TARGETING_KEY_MISSING"
+	FlagErrorTypeMismatch        FlagEvaluationErrorCode = "TYPE_MISMATCH"
+)
+
+// Valid indicates whether the value is a known member of the FlagEvaluationErrorCode enum.
+func (e FlagEvaluationErrorCode) Valid() bool {
+	switch e {
+	case FlagErrorFlagNotFound:
+		return true
+	case FlagErrorGeneral:
+		return true
+	case FlagErrorInvalidContext:
+		return true
+	case FlagErrorParse:
+		return true
+	case FlagErrorTargetingKeyMissing:
+		return true
+	case FlagErrorTypeMismatch:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for FlagEvaluationReason.
+const (
+	FlagReasonDefault        FlagEvaluationReason = "DEFAULT"
+	FlagReasonDisabled       FlagEvaluationReason = "DISABLED"
+	FlagReasonError          FlagEvaluationReason = "ERROR"
+	FlagReasonSplit          FlagEvaluationReason = "SPLIT"
+	FlagReasonStatic         FlagEvaluationReason = "STATIC"
+	FlagReasonTargetingMatch FlagEvaluationReason = "TARGETING_MATCH"
+)
+
+// Valid indicates whether the value is a known member of the FlagEvaluationReason enum.
+func (e FlagEvaluationReason) Valid() bool {
+	switch e {
+	case FlagReasonDefault:
+		return true
+	case FlagReasonDisabled:
+		return true
+	case FlagReasonError:
+		return true
+	case FlagReasonSplit:
+		return true
+	case FlagReasonStatic:
+		return true
+	case FlagReasonTargetingMatch:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for FlagOperator.
+const (
+	FlagOpContains   FlagOperator = "contains"
+	FlagOpEndsWith   FlagOperator = "ends_with"
+	FlagOpEquals     FlagOperator = "equals"
+	FlagOpGt         FlagOperator = "gt"
+	FlagOpGte        FlagOperator = "gte"
+	FlagOpIn         FlagOperator = "in"
+	FlagOpLt         FlagOperator = "lt"
+	FlagOpLte        FlagOperator = "lte"
+	FlagOpMatches    FlagOperator = "matches"
+	FlagOpNotEquals  FlagOperator = "not_equals"
+	FlagOpNotIn      FlagOperator = "not_in"
+	FlagOpSemverGt   FlagOperator = "semver_gt"
+	FlagOpSemverGte  FlagOperator = "semver_gte"
+	FlagOpSemverLt   FlagOperator = "semver_lt"
+	FlagOpSemverLte  FlagOperator = "semver_lte"
+	FlagOpStartsWith FlagOperator = "starts_with"
+)
+
+// Valid indicates whether the value is a known member of the FlagOperator enum.
+func (e FlagOperator) Valid() bool {
+	switch e {
+	case FlagOpContains:
+		return true
+	case FlagOpEndsWith:
+		return true
+	case FlagOpEquals:
+		return true
+	case FlagOpGt:
+		return true
+	case FlagOpGte:
+		return true
+	case FlagOpIn:
+		return true
+	case FlagOpLt:
+		return true
+	case FlagOpLte:
+		return true
+	case FlagOpMatches:
+		return true
+	case FlagOpNotEquals:
+		return true
+	case FlagOpNotIn:
+		return true
+	case FlagOpSemverGt:
+		return true
+	case FlagOpSemverGte:
+		return true
+	case FlagOpSemverLt:
+		return true
+	case FlagOpSemverLte:
+		return true
+	case FlagOpStartsWith:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for FlagType.
+const (
+	FlagTypeBoolean FlagType = "boolean"
+	FlagTypeNumber  FlagType = "number"
+	FlagTypeObject  FlagType = "object"
+	FlagTypeString  FlagType = "string"
+)
+
+// Valid indicates whether the value is a known member of the FlagType enum.
+func (e FlagType) Valid() bool {
+	switch e {
+	case FlagTypeBoolean:
+		return true
+	case FlagTypeNumber:
+		return true
+	case FlagTypeObject:
+		return true
+	case FlagTypeString:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for NginxDriverConfigType.
 const (
 	Nginx NginxDriverConfigType = "nginx"
@@ -565,6 +709,38 @@ type CreateEnvironmentRequest struct {
 	Tier *Tier `json:"tier,omitempty"`
 }
 
+// CreateFlagRequest defines model for CreateFlagRequest.
+type CreateFlagRequest struct {
+	// DefaultVariant The variant served when no rule decides otherwise and the environment's default rollout is left empty.
+	DefaultVariant string `json:"default_variant"`
+
+	// Description What the flag is for, for people.
+	Description *string `json:"description,omitempty"`
+
+	// Key A flag key, segment key or variant name: 1 to 128 letters, digits,
+	// `_`, `.` or `-`, starting with a letter or digit.
+	//
+	//
+	// Example: new-checkout
+	Key FeatureKey `json:"key"`
+
+	// OffVariant The variant served while the flag is off; left out or empty, the default variant.
+	OffVariant *string `json:"off_variant,omitempty"`
+
+	// Salt Mixed into the bucketing of percentage rollouts; empty by default. Changing it reshuffles every user.
+	Salt *string `json:"salt,omitempty"`
+
+	// Type The type of every variant value of a flag, named after OpenFeature's resolution methods.
+	Type FlagType `json:"type"`
+
+	// Variants The flag's variants: each name maps to its value, which must be of
+	// the flag's type.
+	//
+	//
+	// Example: {"off":false,"on":true}
+	Variants FlagVariants `json:"variants"`
+}
+
 // CreateRunRequest defines model for CreateRunRequest.
 type CreateRunRequest struct {
 	// Params Strategy parameters overriding the environment's defaults field
@@ -788,8 +964,25 @@ type EnvironmentList struct {
 	NextCursor *string `json:"next_cursor,omitempty"`
 }
 
+// EvaluateFlagRequest defines model for EvaluateFlagRequest.
+type EvaluateFlagRequest struct {
+	// Context The OpenFeature evaluation context: the user's attributes, with
+	// their identity as a string under `targetingKey`. Left out, the
+	// context is empty.
+	//
+	//
+	// Example: {"email":"ada@example.com","targetingKey":"u-42"}
+	Context *map[string]interface{} `json:"context,omitempty"`
+}
+
 // FailurePolicy What happens to a run whose metric source keeps failing or whose driver keeps erroring.
 type FailurePolicy string
+
+// FeatureKey A flag key, segment key or variant name: 1 to 128 letters, digits,
+// `_`, `.` or `-`, starting with a letter or digit.
+//
+// Example: new-checkout
+type FeatureKey = string
 
 // FieldError One problem with one field of a request.
 type FieldError struct {
@@ -799,6 +992,326 @@ type FieldError struct {
 	// Message What is wrong and what would be right.
 	Message string `json:"message"`
 }
+
+// Flag A feature flag of an app with its state in each environment.
+type Flag struct {
+	CreatedAt      time.Time `json:"created_at"`
+	DefaultVariant string    `json:"default_variant"`
+	Description    string    `json:"description"`
+
+	// Environments The flag's state in each environment of the app, ordered by environment name.
+	Environments []FlagEnvironment `json:"environments"`
+
+	// Key A flag key, segment key or variant name: 1 to 128 letters, digits,
+	// `_`, `.` or `-`, starting with a letter or digit.
+	//
+	//
+	// Example: new-checkout
+	Key FeatureKey `json:"key"`
+
+	// OffVariant The variant served while the flag is off; empty means the default variant.
+	OffVariant string `json:"off_variant"`
+
+	// Salt Mixed into the bucketing of percentage rollouts; usually empty.
+	Salt string `json:"salt"`
+
+	// Type The type of every variant value of a flag, named after OpenFeature's resolution methods.
+	Type      FlagType  `json:"type"`
+	UpdatedAt time.Time `json:"updated_at"`
+
+	// Variants The flag's variants: each name maps to its value, which must be of
+	// the flag's type.
+	//
+	//
+	// Example: {"off":false,"on":true}
+	Variants FlagVariants `json:"variants"`
+
+	// Version Grows with every change of the definition; send it back to change the definition.
+	Version int64 `json:"version"`
+}
+
+// FlagClause Compares one attribute of the evaluation context with the values. An
+// attribute that is missing, or of a type the operator does not
+// compare, never matches, not even for `not_equals` and `not_in`.
+type FlagClause struct {
+	// Attribute A top-level key of the evaluation context, such as `email`, `plan` or `targetingKey`.
+	//
+	// Example: email
+	Attribute string `json:"attribute"`
+
+	// Op `equals`, `not_equals`, `in` and `not_in` compare text, numbers or
+	// booleans; `starts_with`, `ends_with` and `contains` text; `matches`
+	// RE2 regular expressions; `gt`, `gte`, `lt` and `lte` numbers; the
+	// `semver_` operators versions such as `2.4.0`.
+	Op FlagOperator `json:"op"`
+
+	// Values What the attribute is compared with: one value for `equals`,
+	// `not_equals`, the number and the `semver_` operators; one or
+	// more for the others.
+	//
+	//
+	// Example: ["@example.com"]
+	Values []interface{} `json:"values"`
+}
+
+// FlagConflictProblem A lost compare-and-swap on a flag's definition, with the flag as it is now.
+type FlagConflictProblem struct {
+	// Current A feature flag of an app with its state in each environment.
+	Current Flag `json:"current"`
+
+	// Detail What went wrong with this request, for people.
+	Detail *string `json:"detail,omitempty"`
+
+	// Status The HTTP status code.
+	//
+	// Example: 404
+	Status int `json:"status"`
+
+	// Title The HTTP status text.
+	//
+	// Example: Not Found
+	Title string `json:"title"`
+
+	// Type Always `about:blank`; `status` and `title` say what went wrong.
+	//
+	// Example: about:blank
+	Type string `json:"type"`
+}
+
+// FlagEnvironment A feature flag's state in one environment.
+type FlagEnvironment struct {
+	// Configured False when the flag was never configured in the environment; it is then off there, and `version` is 0.
+	Configured bool `json:"configured"`
+
+	// DefaultRollout What users get: one `variant`, or a `rollout` over variants; left
+	// empty, the flag's default variant.
+	DefaultRollout FlagServe `json:"default_rollout"`
+
+	// Enabled The kill switch; while false every user gets the off variant.
+	Enabled bool `json:"enabled"`
+
+	// Environment 1 to 63 lowercase letters, digits and hyphens, starting and ending with
+	// a letter or digit, as in a DNS label.
+	//
+	//
+	// Example: checkout
+	Environment Slug `json:"environment"`
+
+	// Rules The targeting rules, tried in order; the first that matches decides.
+	Rules []FlagRule `json:"rules"`
+
+	// Summary What the flag serves there, in one line, for people.
+	//
+	// Example: on, 2 rules, default 5% on / 95% off
+	Summary string `json:"summary"`
+
+	// UpdatedAt When the state was last changed; null when it was never configured.
+	UpdatedAt *time.Time `json:"updated_at"`
+
+	// UpdatedBy Who changed it last, such as `token:ci` or `user:alice`; null when it was never configured.
+	UpdatedBy *string `json:"updated_by"`
+
+	// Version Grows with every change of the state; send it back to set the state.
+	Version int64 `json:"version"`
+}
+
+// FlagEnvironmentSummary A feature flag's state in one environment, in short.
+type FlagEnvironmentSummary struct {
+	Configured bool `json:"configured"`
+	Enabled    bool `json:"enabled"`
+
+	// Environment 1 to 63 lowercase letters, digits and hyphens, starting and ending with
+	// a letter or digit, as in a DNS label.
+	//
+	//
+	// Example: checkout
+	Environment Slug `json:"environment"`
+
+	// Summary Example: on, 2 rules, default 5% on / 95% off
+	Summary string `json:"summary"`
+	Version int64  `json:"version"`
+}
+
+// FlagEvaluation What one user gets from a flag in one environment, and why.
+type FlagEvaluation struct {
+	// Configured False when the flag was never configured in the environment, where it is then off.
+	Configured bool `json:"configured"`
+
+	// Environment 1 to 63 lowercase letters, digits and hyphens, starting and ending with
+	// a letter or digit, as in a DNS label.
+	//
+	//
+	// Example: checkout
+	Environment Slug `json:"environment"`
+
+	// ErrorCode Why the flag could not be evaluated, with reason `ERROR`.
+	ErrorCode    *FlagEvaluationErrorCode `json:"error_code,omitempty"`
+	ErrorMessage *string                  `json:"error_message,omitempty"`
+
+	// Flag A flag key, segment key or variant name: 1 to 128 letters, digits,
+	// `_`, `.` or `-`, starting with a letter or digit.
+	//
+	//
+	// Example: new-checkout
+	Flag FeatureKey `json:"flag"`
+
+	// Reason `TARGETING_MATCH`: a rule serving a variant matched; `SPLIT`: a
+	// percentage rollout decided, of a rule or of the default rollout;
+	// `DEFAULT`: no rule matched; `STATIC`: there are no rules and no
+	// rollout; `DISABLED`: the flag is off; `ERROR`: see `error_code`.
+	//
+	//
+	// Example: TARGETING_MATCH
+	Reason FlagEvaluationReason `json:"reason"`
+
+	// Rule The name of the rule that matched, when one did.
+	//
+	// Example: staff
+	Rule *string `json:"rule,omitempty"`
+
+	// StateVersion The version of the state the answer was computed from; 0 when not configured.
+	StateVersion int64 `json:"state_version"`
+
+	// Value The variant's value; absent for an error.
+	//
+	// Example: true
+	Value interface{} `json:"value,omitempty"`
+
+	// Variant The variant served; absent for an error.
+	//
+	// Example: on
+	Variant *string `json:"variant,omitempty"`
+}
+
+// FlagEvaluationErrorCode Why the flag could not be evaluated, with reason `ERROR`.
+type FlagEvaluationErrorCode string
+
+// FlagEvaluationReason `TARGETING_MATCH`: a rule serving a variant matched; `SPLIT`: a
+// percentage rollout decided, of a rule or of the default rollout;
+// `DEFAULT`: no rule matched; `STATIC`: there are no rules and no
+// rollout; `DISABLED`: the flag is off; `ERROR`: see `error_code`.
+//
+// Example: TARGETING_MATCH
+type FlagEvaluationReason string
+
+// FlagEvent One change to a flag.
+type FlagEvent struct {
+	// Actor Who made the change, such as `token:ci`, `user:alice` or `system`.
+	Actor string    `json:"actor"`
+	At    time.Time `json:"at"`
+
+	// Environment The environment the change is about; null for a change of the definition, which concerns every environment.
+	Environment *Slug `json:"environment"`
+	Id          int64 `json:"id"`
+
+	// Payload What the flag became, such as `definition`, `state` or `was_enabled`, with the new `version`.
+	Payload map[string]interface{} `json:"payload"`
+
+	// Type `flag.created`, `flag.updated`, `flag.state_changed`, `flag.killed`, or another kind added later.
+	//
+	// Example: flag.killed
+	Type string `json:"type"`
+}
+
+// FlagEventList defines model for FlagEventList.
+type FlagEventList struct {
+	Items []FlagEvent `json:"items"`
+
+	// NextCursor Present when there are older events; pass it as `cursor` for the next page.
+	NextCursor *string `json:"next_cursor,omitempty"`
+}
+
+// FlagList defines model for FlagList.
+type FlagList struct {
+	Items []FlagListItem `json:"items"`
+
+	// NextCursor Present when there are more flags; pass it as `cursor` for the next page.
+	NextCursor *string `json:"next_cursor,omitempty"`
+}
+
+// FlagListItem A feature flag with its state in each environment, in short.
+type FlagListItem struct {
+	DefaultVariant string                   `json:"default_variant"`
+	Description    string                   `json:"description"`
+	Environments   []FlagEnvironmentSummary `json:"environments"`
+
+	// Key A flag key, segment key or variant name: 1 to 128 letters, digits,
+	// `_`, `.` or `-`, starting with a letter or digit.
+	//
+	//
+	// Example: new-checkout
+	Key FeatureKey `json:"key"`
+
+	// Type The type of every variant value of a flag, named after OpenFeature's resolution methods.
+	Type      FlagType  `json:"type"`
+	UpdatedAt time.Time `json:"updated_at"`
+	Version   int64     `json:"version"`
+}
+
+// FlagOperator `equals`, `not_equals`, `in` and `not_in` compare text, numbers or
+// booleans; `starts_with`, `ends_with` and `contains` text; `matches`
+// RE2 regular expressions; `gt`, `gte`, `lt` and `lte` numbers; the
+// `semver_` operators versions such as `2.4.0`.
+type FlagOperator string
+
+// FlagRule A targeting rule: it matches the users in its `segment` (when given)
+// for whom every clause matches (a rule without either matches
+// everyone), and serves them either `variant` or a `rollout`.
+type FlagRule struct {
+	Clauses *[]FlagClause `json:"clauses,omitempty"`
+
+	// Name Unique among the flag's rules in the environment; evaluations report it.
+	Name string `json:"name"`
+
+	// Rollout The percentage rollout matching users get; not together with `variant`.
+	Rollout *[]WeightedVariant `json:"rollout,omitempty"`
+
+	// Segment The key of a segment of the app the user must be in.
+	Segment *FeatureKey `json:"segment,omitempty"`
+
+	// Variant The variant matching users get; not together with `rollout`.
+	Variant *string `json:"variant,omitempty"`
+}
+
+// FlagServe What users get: one `variant`, or a `rollout` over variants; left
+// empty, the flag's default variant.
+type FlagServe struct {
+	Rollout *[]WeightedVariant `json:"rollout,omitempty"`
+	Variant *string            `json:"variant,omitempty"`
+}
+
+// FlagStateConflictProblem A lost compare-and-swap on a flag's state, with the state as it is now.
+type FlagStateConflictProblem struct {
+	// Current A feature flag's state in one environment.
+	Current FlagEnvironment `json:"current"`
+
+	// Detail What went wrong with this request, for people.
+	Detail *string `json:"detail,omitempty"`
+
+	// Status The HTTP status code.
+	//
+	// Example: 404
+	Status int `json:"status"`
+
+	// Title The HTTP status text.
+	//
+	// Example: Not Found
+	Title string `json:"title"`
+
+	// Type Always `about:blank`; `status` and `title` say what went wrong.
+	//
+	// Example: about:blank
+	Type string `json:"type"`
+}
+
+// FlagType The type of every variant value of a flag, named after OpenFeature's resolution methods.
+type FlagType string
+
+// FlagVariants The flag's variants: each name maps to its value, which must be of
+// the flag's type.
+//
+// Example: {"off":false,"on":true}
+type FlagVariants map[string]interface{}
 
 // MetricBatch defines model for MetricBatch.
 type MetricBatch struct {
@@ -953,6 +1466,20 @@ type PushMetricsConfig struct {
 
 // PushMetricsConfigType defines model for PushMetricsConfig.Type.
 type PushMetricsConfigType string
+
+// PutSegmentRequest The segment, with the version it is based on.
+type PutSegmentRequest struct {
+	Clauses      *[]FlagClause `json:"clauses,omitempty"`
+	ExcludedKeys *[]string     `json:"excluded_keys,omitempty"`
+	IncludedKeys *[]string     `json:"included_keys,omitempty"`
+
+	// Key The segment's key; when given it must be the key in the path.
+	Key  *FeatureKey `json:"key,omitempty"`
+	Name *string     `json:"name,omitempty"`
+
+	// Version The segment's `version` as last read; 0 to create it.
+	Version int64 `json:"version"`
+}
 
 // RecreateParams defines model for RecreateParams.
 type RecreateParams struct {
@@ -1201,6 +1728,80 @@ type SampleRejectionProblem struct {
 	Type string `json:"type"`
 }
 
+// Segment A group of users shared by the flags of an app.
+type Segment struct {
+	Clauses   []FlagClause `json:"clauses"`
+	CreatedAt time.Time    `json:"created_at"`
+
+	// ExcludedKeys Targeting keys that are never in the segment; exclusion wins.
+	ExcludedKeys []string `json:"excluded_keys"`
+
+	// IncludedKeys Targeting keys that are always in the segment.
+	IncludedKeys []string `json:"included_keys"`
+
+	// Key A flag key, segment key or variant name: 1 to 128 letters, digits,
+	// `_`, `.` or `-`, starting with a letter or digit.
+	//
+	//
+	// Example: new-checkout
+	Key FeatureKey `json:"key"`
+
+	// Name The name shown to people; empty when not given.
+	Name      string    `json:"name"`
+	UpdatedAt time.Time `json:"updated_at"`
+
+	// Version Grows with every change; send it back to replace the segment.
+	Version int64 `json:"version"`
+}
+
+// SegmentConflictProblem A lost compare-and-swap on a segment, with the segment as it is now when there is one.
+type SegmentConflictProblem struct {
+	// Current A group of users shared by the flags of an app.
+	Current *Segment `json:"current,omitempty"`
+
+	// Detail What went wrong with this request, for people.
+	Detail *string `json:"detail,omitempty"`
+
+	// Status The HTTP status code.
+	//
+	// Example: 404
+	Status int `json:"status"`
+
+	// Title The HTTP status text.
+	//
+	// Example: Not Found
+	Title string `json:"title"`
+
+	// Type Always `about:blank`; `status` and `title` say what went wrong.
+	//
+	// Example: about:blank
+	Type string `json:"type"`
+}
+
+// SegmentList defines model for SegmentList.
+type SegmentList struct {
+	Items []Segment `json:"items"`
+
+	// NextCursor Present when there are more segments; pass it as `cursor` for the next page.
+	NextCursor *string `json:"next_cursor,omitempty"`
+}
+
+// SetFlagStateRequest The flag's new state in the environment, with the version it is based on.
+type SetFlagStateRequest struct {
+	// DefaultRollout What users get: one `variant`, or a `rollout` over variants; left
+	// empty, the flag's default variant.
+	DefaultRollout *FlagServe `json:"default_rollout,omitempty"`
+
+	// Enabled The kill switch; false serves the off variant to everyone.
+	Enabled bool `json:"enabled"`
+
+	// Rules The targeting rules, tried in order; left out, none.
+	Rules *[]FlagRule `json:"rules,omitempty"`
+
+	// Version The state's `version` as last read; 0 when the flag is not configured in the environment yet.
+	Version int64 `json:"version"`
+}
+
 // ShadowParams defines model for ShadowParams.
 type ShadowParams struct {
 	// Duration How long traffic is mirrored. Default 30m.
@@ -1350,6 +1951,34 @@ type UpdateEnvironmentRequest struct {
 	Tier *Tier `json:"tier,omitempty"`
 }
 
+// UpdateFlagRequest The new definition, with the version it is based on.
+type UpdateFlagRequest struct {
+	DefaultVariant string  `json:"default_variant"`
+	Description    *string `json:"description,omitempty"`
+
+	// Key The flag's key, which cannot change; when given it must be the key in the path.
+	Key *FeatureKey `json:"key,omitempty"`
+
+	// OffVariant Left out or empty, the default variant is served while the flag is off.
+	OffVariant *string `json:"off_variant,omitempty"`
+
+	// Salt Left out, the stored salt is kept; a new salt reshuffles every user of a percentage rollout.
+	Salt *string `json:"salt,omitempty"`
+
+	// Type The type of every variant value of a flag, named after OpenFeature's resolution methods.
+	Type FlagType `json:"type"`
+
+	// Variants The flag's variants: each name maps to its value, which must be of
+	// the flag's type.
+	//
+	//
+	// Example: {"off":false,"on":true}
+	Variants FlagVariants `json:"variants"`
+
+	// Version The flag's `version` as last read.
+	Version int64 `json:"version"`
+}
+
 // ValidationProblem A problem document that names every field at fault.
 type ValidationProblem struct {
 	// Detail What went wrong with this request, for people.
@@ -1416,6 +2045,16 @@ type WebhookDriverConfig struct {
 // WebhookDriverConfigType defines model for WebhookDriverConfig.Type.
 type WebhookDriverConfigType string
 
+// WeightedVariant One arm of a percentage rollout. Weights are percentages with at
+// most two decimals and total 100; users are bucketed by their
+// `targetingKey`, so each keeps their variant while a weight grows.
+type WeightedVariant struct {
+	Variant string `json:"variant"`
+
+	// Weight Example: 5
+	Weight float64 `json:"weight"`
+}
+
 // AppSlug 1 to 63 lowercase letters, digits and hyphens, starting and ending with
 // a letter or digit, as in a DNS label.
 //
@@ -1431,6 +2070,12 @@ type Cursor = string
 // Example: checkout
 type EnvironmentName = Slug
 
+// FlagKey A flag key, segment key or variant name: 1 to 128 letters, digits,
+// `_`, `.` or `-`, starting with a letter or digit.
+//
+// Example: new-checkout
+type FlagKey = FeatureKey
+
 // IdempotencyKey defines model for IdempotencyKey.
 type IdempotencyKey = string
 
@@ -1442,6 +2087,12 @@ type Limit = int
 
 // RunID defines model for RunID.
 type RunID = int64
+
+// SegmentKey A flag key, segment key or variant name: 1 to 128 letters, digits,
+// `_`, `.` or `-`, starting with a letter or digit.
+//
+// Example: new-checkout
+type SegmentKey = FeatureKey
 
 // BadRequest A problem document that names every field at fault.
 type BadRequest = ValidationProblem
@@ -1502,6 +2153,33 @@ type CreateRunParams struct {
 	// with the same key and body gets the first answer again instead of
 	// doing the request twice. See the conventions at the top.
 	IdempotencyKey *IdempotencyKey `json:"Idempotency-Key,omitempty"`
+}
+
+// ListFlagsParams defines parameters for ListFlags.
+type ListFlagsParams struct {
+	// Cursor The `next_cursor` of the page before; leave it out for the first page.
+	Cursor *Cursor `form:"cursor,omitempty" json:"cursor,omitempty"`
+
+	// Limit The most items to return.
+	Limit *Limit `form:"limit,omitempty" json:"limit,omitempty"`
+}
+
+// ListFlagHistoryParams defines parameters for ListFlagHistory.
+type ListFlagHistoryParams struct {
+	// Cursor The `next_cursor` of the page before; leave it out for the first page.
+	Cursor *Cursor `form:"cursor,omitempty" json:"cursor,omitempty"`
+
+	// Limit The most items to return.
+	Limit *Limit `form:"limit,omitempty" json:"limit,omitempty"`
+}
+
+// ListSegmentsParams defines parameters for ListSegments.
+type ListSegmentsParams struct {
+	// Cursor The `next_cursor` of the page before; leave it out for the first page.
+	Cursor *Cursor `form:"cursor,omitempty" json:"cursor,omitempty"`
+
+	// Limit The most items to return.
+	Limit *Limit `form:"limit,omitempty" json:"limit,omitempty"`
 }
 
 // ListRunsParams defines parameters for ListRuns.
@@ -1565,6 +2243,21 @@ type UpdateEnvironmentJSONRequestBody = UpdateEnvironmentRequest
 
 // CreateRunJSONRequestBody defines body for CreateRun for application/json ContentType.
 type CreateRunJSONRequestBody = CreateRunRequest
+
+// CreateFlagJSONRequestBody defines body for CreateFlag for application/json ContentType.
+type CreateFlagJSONRequestBody = CreateFlagRequest
+
+// UpdateFlagJSONRequestBody defines body for UpdateFlag for application/json ContentType.
+type UpdateFlagJSONRequestBody = UpdateFlagRequest
+
+// SetFlagStateJSONRequestBody defines body for SetFlagState for application/json ContentType.
+type SetFlagStateJSONRequestBody = SetFlagStateRequest
+
+// EvaluateFlagJSONRequestBody defines body for EvaluateFlag for application/json ContentType.
+type EvaluateFlagJSONRequestBody = EvaluateFlagRequest
+
+// PutSegmentJSONRequestBody defines body for PutSegment for application/json ContentType.
+type PutSegmentJSONRequestBody = PutSegmentRequest
 
 // ActOnRunJSONRequestBody defines body for ActOnRun for application/json ContentType.
 type ActOnRunJSONRequestBody = RunActionRequest
@@ -1821,6 +2514,235 @@ type ClientInterface interface {
 	//
 	// Corresponds with POST /api/v1/apps/{app}/environments/{env}/runs (the `CreateRun` operationId).
 	CreateRun(ctx context.Context, app AppSlug, env EnvironmentName, params *CreateRunParams, body CreateRunJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// ListFlags List the feature flags of an app
+	//
+	// Lists the app's flags ordered by key, each with its state in every
+	// environment: whether it is on, the state's version and a one-line
+	// summary of what it serves there. A token limited to some
+	// environments sees only those.
+	//
+	// Corresponds with GET /api/v1/apps/{app}/flags (the `ListFlags` operationId).
+	ListFlags(ctx context.Context, app AppSlug, params *ListFlagsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// CreateFlagWithBody Create a feature flag
+	//
+	// Creates a flag of the app. A new flag is off in every environment
+	// (it serves its off variant) until its state is set there with
+	// `PUT .../flags/{flag}/environments/{env}`. Every problem with the
+	// definition is named in `errors`, such as a variant value of the
+	// wrong type for the flag's `type` (`variants["on"]`) or a
+	// `default_variant` that is not a variant. Needs the `deploy` scope.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with POST /api/v1/apps/{app}/flags (the `CreateFlag` operationId).
+	CreateFlagWithBody(ctx context.Context, app AppSlug, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// CreateFlag Create a feature flag
+	//
+	// Creates a flag of the app. A new flag is off in every environment
+	// (it serves its off variant) until its state is set there with
+	// `PUT .../flags/{flag}/environments/{env}`. Every problem with the
+	// definition is named in `errors`, such as a variant value of the
+	// wrong type for the flag's `type` (`variants["on"]`) or a
+	// `default_variant` that is not a variant. Needs the `deploy` scope.
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with POST /api/v1/apps/{app}/flags (the `CreateFlag` operationId).
+	CreateFlag(ctx context.Context, app AppSlug, body CreateFlagJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// GetFlag Read a feature flag
+	//
+	// The flag's definition and version, with its full state in every
+	// environment: the kill switch, the targeting rules, the default
+	// rollout, the state's version and who changed it last. An environment
+	// where the flag was never configured shows `configured: false`; the
+	// flag is off there. A token limited to some environments sees only
+	// those.
+	//
+	// Corresponds with GET /api/v1/apps/{app}/flags/{flag} (the `GetFlag` operationId).
+	GetFlag(ctx context.Context, app AppSlug, flag FlagKey, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// UpdateFlagWithBody Replace a feature flag's definition
+	//
+	// Replaces the definition (type, variants, default and off variants,
+	// description) shared by every environment. `version` is the flag's
+	// version as last read: when somebody changed the flag since, the
+	// answer is 409 with the flag as it is now in `current`. The key never
+	// changes. The new definition must still fit the flag's state in every
+	// environment, so removing a variant a rule serves is refused with the
+	// rule named as `environments["production"].rules[0].variant`.
+	//
+	// `salt` left out keeps the stored salt, because a new salt reshuffles
+	// every user of a percentage rollout; send it to change it.
+	//
+	// Because the definition affects every environment, a token limited to
+	// some environments may not change it (403). Needs the `deploy` scope.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with PUT /api/v1/apps/{app}/flags/{flag} (the `UpdateFlag` operationId).
+	UpdateFlagWithBody(ctx context.Context, app AppSlug, flag FlagKey, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// UpdateFlag Replace a feature flag's definition
+	//
+	// Replaces the definition (type, variants, default and off variants,
+	// description) shared by every environment. `version` is the flag's
+	// version as last read: when somebody changed the flag since, the
+	// answer is 409 with the flag as it is now in `current`. The key never
+	// changes. The new definition must still fit the flag's state in every
+	// environment, so removing a variant a rule serves is refused with the
+	// rule named as `environments["production"].rules[0].variant`.
+	//
+	// `salt` left out keeps the stored salt, because a new salt reshuffles
+	// every user of a percentage rollout; send it to change it.
+	//
+	// Because the definition affects every environment, a token limited to
+	// some environments may not change it (403). Needs the `deploy` scope.
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with PUT /api/v1/apps/{app}/flags/{flag} (the `UpdateFlag` operationId).
+	UpdateFlag(ctx context.Context, app AppSlug, flag FlagKey, body UpdateFlagJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// SetFlagStateWithBody Set a feature flag's state in an environment
+	//
+	// Replaces the flag's state in the environment: the kill switch
+	// (`enabled`), the targeting rules tried in order (the first that
+	// matches decides) and the default rollout served when none matches
+	// (left out: the flag's default variant). `version` is the state's
+	// version as last read, 0 when the flag was never configured there;
+	// when somebody changed the state since, the answer is 409 with the
+	// state as it is now in `current`.
+	//
+	// Every problem is named in `errors` by its path, such as
+	// `rules[0].clauses[1].op`, `rules[1].segment` (a segment the app does
+	// not have), `rules[2].name` (a name used twice) or
+	// `default_rollout.rollout` (weights that do not total 100). Needs the
+	// `deploy` scope.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with PUT /api/v1/apps/{app}/flags/{flag}/environments/{env} (the `SetFlagState` operationId).
+	SetFlagStateWithBody(ctx context.Context, app AppSlug, flag FlagKey, env EnvironmentName, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// SetFlagState Set a feature flag's state in an environment
+	//
+	// Replaces the flag's state in the environment: the kill switch
+	// (`enabled`), the targeting rules tried in order (the first that
+	// matches decides) and the default rollout served when none matches
+	// (left out: the flag's default variant). `version` is the state's
+	// version as last read, 0 when the flag was never configured there;
+	// when somebody changed the state since, the answer is 409 with the
+	// state as it is now in `current`.
+	//
+	// Every problem is named in `errors` by its path, such as
+	// `rules[0].clauses[1].op`, `rules[1].segment` (a segment the app does
+	// not have), `rules[2].name` (a name used twice) or
+	// `default_rollout.rollout` (weights that do not total 100). Needs the
+	// `deploy` scope.
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with PUT /api/v1/apps/{app}/flags/{flag}/environments/{env} (the `SetFlagState` operationId).
+	SetFlagState(ctx context.Context, app AppSlug, flag FlagKey, env EnvironmentName, body SetFlagStateJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// EvaluateFlagWithBody See what a user would get from a feature flag
+	//
+	// Evaluates the flag for an OpenFeature evaluation context, against
+	// the state stored now (a change saved a moment ago is already
+	// reflected), and says which variant the user gets and why: the
+	// reason (`TARGETING_MATCH`, `SPLIT`, `DEFAULT`, `STATIC`, `DISABLED`
+	// or `ERROR`), the rule that matched, and for an error its code (such
+	// as `TARGETING_KEY_MISSING` when a percentage rollout needs a
+	// `targetingKey`). It changes nothing and needs only the `read` scope.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with POST /api/v1/apps/{app}/flags/{flag}/environments/{env}/evaluate (the `EvaluateFlag` operationId).
+	EvaluateFlagWithBody(ctx context.Context, app AppSlug, flag FlagKey, env EnvironmentName, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// EvaluateFlag See what a user would get from a feature flag
+	//
+	// Evaluates the flag for an OpenFeature evaluation context, against
+	// the state stored now (a change saved a moment ago is already
+	// reflected), and says which variant the user gets and why: the
+	// reason (`TARGETING_MATCH`, `SPLIT`, `DEFAULT`, `STATIC`, `DISABLED`
+	// or `ERROR`), the rule that matched, and for an error its code (such
+	// as `TARGETING_KEY_MISSING` when a percentage rollout needs a
+	// `targetingKey`). It changes nothing and needs only the `read` scope.
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with POST /api/v1/apps/{app}/flags/{flag}/environments/{env}/evaluate (the `EvaluateFlag` operationId).
+	EvaluateFlag(ctx context.Context, app AppSlug, flag FlagKey, env EnvironmentName, body EvaluateFlagJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// KillFlag Turn a feature flag off in an environment (the kill switch)
+	//
+	// Turns the flag off in the environment at once: every user gets the
+	// off variant. It needs no version and wins over any edit happening at
+	// the same moment, so an on-call engineer never has to retry it; the
+	// rules and rollouts are kept for when the flag is turned on again. A
+	// flag that is off already stays off, so sending it twice is safe. A
+	// guarded rollout of the flag in the environment stops. No body is
+	// needed (an empty object is accepted). Needs the `deploy` scope.
+	//
+	// Corresponds with POST /api/v1/apps/{app}/flags/{flag}/environments/{env}/kill (the `KillFlag` operationId).
+	KillFlag(ctx context.Context, app AppSlug, flag FlagKey, env EnvironmentName, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// ListFlagHistory Read a feature flag's history
+	//
+	// Every change to the flag, newest first: its creation and each new
+	// definition, each state set in an environment and each kill, with who
+	// did it and what it became. A token limited to some environments does
+	// not see the changes of the others, so its pages may hold fewer items
+	// than `limit`; `next_cursor` still says whether more follow.
+	//
+	// Corresponds with GET /api/v1/apps/{app}/flags/{flag}/history (the `ListFlagHistory` operationId).
+	ListFlagHistory(ctx context.Context, app AppSlug, flag FlagKey, params *ListFlagHistoryParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// ListSegments List the segments of an app
+	//
+	// Lists the app's segments, the groups of users its flags' rules can target, ordered by key.
+	//
+	// Corresponds with GET /api/v1/apps/{app}/segments (the `ListSegments` operationId).
+	ListSegments(ctx context.Context, app AppSlug, params *ListSegmentsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// PutSegmentWithBody Create or replace a segment
+	//
+	// Creates the segment with `version` 0, or replaces it when `version`
+	// is its version as last read; otherwise the answer is 409 with the
+	// segment as it is now in `current`. A user is in the segment when
+	// their `targetingKey` is in `included_keys`, never when it is in
+	// `excluded_keys`, and otherwise when every clause matches (a segment
+	// without clauses is a plain list). A change applies at once to every
+	// rule that names the segment, in every environment, so a token
+	// limited to some environments may not make it (403). Needs the
+	// `deploy` scope.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with PUT /api/v1/apps/{app}/segments/{segment} (the `PutSegment` operationId).
+	PutSegmentWithBody(ctx context.Context, app AppSlug, segment SegmentKey, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// PutSegment Create or replace a segment
+	//
+	// Creates the segment with `version` 0, or replaces it when `version`
+	// is its version as last read; otherwise the answer is 409 with the
+	// segment as it is now in `current`. A user is in the segment when
+	// their `targetingKey` is in `included_keys`, never when it is in
+	// `excluded_keys`, and otherwise when every clause matches (a segment
+	// without clauses is a plain list). A change applies at once to every
+	// rule that names the segment, in every environment, so a token
+	// limited to some environments may not make it (403). Needs the
+	// `deploy` scope.
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with PUT /api/v1/apps/{app}/segments/{segment} (the `PutSegment` operationId).
+	PutSegment(ctx context.Context, app AppSlug, segment SegmentKey, body PutSegmentJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// GetOpenAPIDocument This document
 	//
@@ -2329,6 +3251,385 @@ func (c *Client) CreateRunWithBody(ctx context.Context, app AppSlug, env Environ
 // Corresponds with POST /api/v1/apps/{app}/environments/{env}/runs (the `CreateRun` operationId).
 func (c *Client) CreateRun(ctx context.Context, app AppSlug, env EnvironmentName, params *CreateRunParams, body CreateRunJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewCreateRunRequest(c.Server, app, env, params, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// ListFlags List the feature flags of an app
+//
+// Lists the app's flags ordered by key, each with its state in every
+// environment: whether it is on, the state's version and a one-line
+// summary of what it serves there. A token limited to some
+// environments sees only those.
+//
+// Corresponds with GET /api/v1/apps/{app}/flags (the `ListFlags` operationId).
+func (c *Client) ListFlags(ctx context.Context, app AppSlug, params *ListFlagsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewListFlagsRequest(c.Server, app, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// CreateFlagWithBody Create a feature flag
+//
+// Creates a flag of the app. A new flag is off in every environment
+// (it serves its off variant) until its state is set there with
+// `PUT .../flags/{flag}/environments/{env}`. Every problem with the
+// definition is named in `errors`, such as a variant value of the
+// wrong type for the flag's `type` (`variants["on"]`) or a
+// `default_variant` that is not a variant. Needs the `deploy` scope.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with POST /api/v1/apps/{app}/flags (the `CreateFlag` operationId).
+func (c *Client) CreateFlagWithBody(ctx context.Context, app AppSlug, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewCreateFlagRequestWithBody(c.Server, app, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// CreateFlag Create a feature flag
+//
+// Creates a flag of the app. A new flag is off in every environment
+// (it serves its off variant) until its state is set there with
+// `PUT .../flags/{flag}/environments/{env}`. Every problem with the
+// definition is named in `errors`, such as a variant value of the
+// wrong type for the flag's `type` (`variants["on"]`) or a
+// `default_variant` that is not a variant. Needs the `deploy` scope.
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with POST /api/v1/apps/{app}/flags (the `CreateFlag` operationId).
+func (c *Client) CreateFlag(ctx context.Context, app AppSlug, body CreateFlagJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewCreateFlagRequest(c.Server, app, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// GetFlag Read a feature flag
+//
+// The flag's definition and version, with its full state in every
+// environment: the kill switch, the targeting rules, the default
+// rollout, the state's version and who changed it last. An environment
+// where the flag was never configured shows `configured: false`; the
+// flag is off there. A token limited to some environments sees only
+// those.
+//
+// Corresponds with GET /api/v1/apps/{app}/flags/{flag} (the `GetFlag` operationId).
+func (c *Client) GetFlag(ctx context.Context, app AppSlug, flag FlagKey, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetFlagRequest(c.Server, app, flag)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// UpdateFlagWithBody Replace a feature flag's definition
+//
+// Replaces the definition (type, variants, default and off variants,
+// description) shared by every environment. `version` is the flag's
+// version as last read: when somebody changed the flag since, the
+// answer is 409 with the flag as it is now in `current`. The key never
+// changes. The new definition must still fit the flag's state in every
+// environment, so removing a variant a rule serves is refused with the
+// rule named as `environments["production"].rules[0].variant`.
+//
+// `salt` left out keeps the stored salt, because a new salt reshuffles
+// every user of a percentage rollout; send it to change it.
+//
+// Because the definition affects every environment, a token limited to
+// some environments may not change it (403). Needs the `deploy` scope.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with PUT /api/v1/apps/{app}/flags/{flag} (the `UpdateFlag` operationId).
+func (c *Client) UpdateFlagWithBody(ctx context.Context, app AppSlug, flag FlagKey, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewUpdateFlagRequestWithBody(c.Server, app, flag, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// UpdateFlag Replace a feature flag's definition
+//
+// Replaces the definition (type, variants, default and off variants,
+// description) shared by every environment. `version` is the flag's
+// version as last read: when somebody changed the flag since, the
+// answer is 409 with the flag as it is now in `current`. The key never
+// changes. The new definition must still fit the flag's state in every
+// environment, so removing a variant a rule serves is refused with the
+// rule named as `environments["production"].rules[0].variant`.
+//
+// `salt` left out keeps the stored salt, because a new salt reshuffles
+// every user of a percentage rollout; send it to change it.
+//
+// Because the definition affects every environment, a token limited to
+// some environments may not change it (403). Needs the `deploy` scope.
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with PUT /api/v1/apps/{app}/flags/{flag} (the `UpdateFlag` operationId).
+func (c *Client) UpdateFlag(ctx context.Context, app AppSlug, flag FlagKey, body UpdateFlagJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewUpdateFlagRequest(c.Server, app, flag, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// SetFlagStateWithBody Set a feature flag's state in an environment
+//
+// Replaces the flag's state in the environment: the kill switch
+// (`enabled`), the targeting rules tried in order (the first that
+// matches decides) and the default rollout served when none matches
+// (left out: the flag's default variant). `version` is the state's
+// version as last read, 0 when the flag was never configured there;
+// when somebody changed the state since, the answer is 409 with the
+// state as it is now in `current`.
+//
+// Every problem is named in `errors` by its path, such as
+// `rules[0].clauses[1].op`, `rules[1].segment` (a segment the app does
+// not have), `rules[2].name` (a name used twice) or
+// `default_rollout.rollout` (weights that do not total 100). Needs the
+// `deploy` scope.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with PUT /api/v1/apps/{app}/flags/{flag}/environments/{env} (the `SetFlagState` operationId).
+func (c *Client) SetFlagStateWithBody(ctx context.Context, app AppSlug, flag FlagKey, env EnvironmentName, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewSetFlagStateRequestWithBody(c.Server, app, flag, env, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// SetFlagState Set a feature flag's state in an environment
+//
+// Replaces the flag's state in the environment: the kill switch
+// (`enabled`), the targeting rules tried in order (the first that
+// matches decides) and the default rollout served when none matches
+// (left out: the flag's default variant). `version` is the state's
+// version as last read, 0 when the flag was never configured there;
+// when somebody changed the state since, the answer is 409 with the
+// state as it is now in `current`.
+//
+// Every problem is named in `errors` by its path, such as
+// `rules[0].clauses[1].op`, `rules[1].segment` (a segment the app does
+// not have), `rules[2].name` (a name used twice) or
+// `default_rollout.rollout` (weights that do not total 100). Needs the
+// `deploy` scope.
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with PUT /api/v1/apps/{app}/flags/{flag}/environments/{env} (the `SetFlagState` operationId).
+func (c *Client) SetFlagState(ctx context.Context, app AppSlug, flag FlagKey, env EnvironmentName, body SetFlagStateJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewSetFlagStateRequest(c.Server, app, flag, env, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// EvaluateFlagWithBody See what a user would get from a feature flag
+//
+// Evaluates the flag for an OpenFeature evaluation context, against
+// the state stored now (a change saved a moment ago is already
+// reflected), and says which variant the user gets and why: the
+// reason (`TARGETING_MATCH`, `SPLIT`, `DEFAULT`, `STATIC`, `DISABLED`
+// or `ERROR`), the rule that matched, and for an error its code (such
+// as `TARGETING_KEY_MISSING` when a percentage rollout needs a
+// `targetingKey`). It changes nothing and needs only the `read` scope.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with POST /api/v1/apps/{app}/flags/{flag}/environments/{env}/evaluate (the `EvaluateFlag` operationId).
+func (c *Client) EvaluateFlagWithBody(ctx context.Context, app AppSlug, flag FlagKey, env EnvironmentName, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewEvaluateFlagRequestWithBody(c.Server, app, flag, env, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// EvaluateFlag See what a user would get from a feature flag
+//
+// Evaluates the flag for an OpenFeature evaluation context, against
+// the state stored now (a change saved a moment ago is already
+// reflected), and says which variant the user gets and why: the
+// reason (`TARGETING_MATCH`, `SPLIT`, `DEFAULT`, `STATIC`, `DISABLED`
+// or `ERROR`), the rule that matched, and for an error its code (such
+// as `TARGETING_KEY_MISSING` when a percentage rollout needs a
+// `targetingKey`). It changes nothing and needs only the `read` scope.
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with POST /api/v1/apps/{app}/flags/{flag}/environments/{env}/evaluate (the `EvaluateFlag` operationId).
+func (c *Client) EvaluateFlag(ctx context.Context, app AppSlug, flag FlagKey, env EnvironmentName, body EvaluateFlagJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewEvaluateFlagRequest(c.Server, app, flag, env, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// KillFlag Turn a feature flag off in an environment (the kill switch)
+//
+// Turns the flag off in the environment at once: every user gets the
+// off variant. It needs no version and wins over any edit happening at
+// the same moment, so an on-call engineer never has to retry it; the
+// rules and rollouts are kept for when the flag is turned on again. A
+// flag that is off already stays off, so sending it twice is safe. A
+// guarded rollout of the flag in the environment stops. No body is
+// needed (an empty object is accepted). Needs the `deploy` scope.
+//
+// Corresponds with POST /api/v1/apps/{app}/flags/{flag}/environments/{env}/kill (the `KillFlag` operationId).
+func (c *Client) KillFlag(ctx context.Context, app AppSlug, flag FlagKey, env EnvironmentName, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewKillFlagRequest(c.Server, app, flag, env)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// ListFlagHistory Read a feature flag's history
+//
+// Every change to the flag, newest first: its creation and each new
+// definition, each state set in an environment and each kill, with who
+// did it and what it became. A token limited to some environments does
+// not see the changes of the others, so its pages may hold fewer items
+// than `limit`; `next_cursor` still says whether more follow.
+//
+// Corresponds with GET /api/v1/apps/{app}/flags/{flag}/history (the `ListFlagHistory` operationId).
+func (c *Client) ListFlagHistory(ctx context.Context, app AppSlug, flag FlagKey, params *ListFlagHistoryParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewListFlagHistoryRequest(c.Server, app, flag, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// ListSegments List the segments of an app
+//
+// Lists the app's segments, the groups of users its flags' rules can target, ordered by key.
+//
+// Corresponds with GET /api/v1/apps/{app}/segments (the `ListSegments` operationId).
+func (c *Client) ListSegments(ctx context.Context, app AppSlug, params *ListSegmentsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewListSegmentsRequest(c.Server, app, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// PutSegmentWithBody Create or replace a segment
+//
+// Creates the segment with `version` 0, or replaces it when `version`
+// is its version as last read; otherwise the answer is 409 with the
+// segment as it is now in `current`. A user is in the segment when
+// their `targetingKey` is in `included_keys`, never when it is in
+// `excluded_keys`, and otherwise when every clause matches (a segment
+// without clauses is a plain list). A change applies at once to every
+// rule that names the segment, in every environment, so a token
+// limited to some environments may not make it (403). Needs the
+// `deploy` scope.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with PUT /api/v1/apps/{app}/segments/{segment} (the `PutSegment` operationId).
+func (c *Client) PutSegmentWithBody(ctx context.Context, app AppSlug, segment SegmentKey, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewPutSegmentRequestWithBody(c.Server, app, segment, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// PutSegment Create or replace a segment
+//
+// Creates the segment with `version` 0, or replaces it when `version`
+// is its version as last read; otherwise the answer is 409 with the
+// segment as it is now in `current`. A user is in the segment when
+// their `targetingKey` is in `included_keys`, never when it is in
+// `excluded_keys`, and otherwise when every clause matches (a segment
+// without clauses is a plain list). A change applies at once to every
+// rule that names the segment, in every environment, so a token
+// limited to some environments may not make it (403). Needs the
+// `deploy` scope.
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with PUT /api/v1/apps/{app}/segments/{segment} (the `PutSegment` operationId).
+func (c *Client) PutSegment(ctx context.Context, app AppSlug, segment SegmentKey, body PutSegmentJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewPutSegmentRequest(c.Server, app, segment, body)
 	if err != nil {
 		return nil, err
 	}
@@ -3205,6 +4506,598 @@ func NewCreateRunRequestWithBody(server string, app AppSlug, env EnvironmentName
 	return req, nil
 }
 
+// NewListFlagsRequest constructs an http.Request for the ListFlags method
+func NewListFlagsRequest(server string, app AppSlug, params *ListFlagsParams) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "app", app, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/apps/%s/flags", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.Cursor != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "cursor", *params.Cursor, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Limit != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "limit", *params.Limit, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewCreateFlagRequest calls the generic CreateFlag builder with application/json body
+func NewCreateFlagRequest(server string, app AppSlug, body CreateFlagJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewCreateFlagRequestWithBody(server, app, "application/json", bodyReader)
+}
+
+// NewCreateFlagRequestWithBody constructs an http.Request for the CreateFlag method, with any body, and a specified content type
+func NewCreateFlagRequestWithBody(server string, app AppSlug, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "app", app, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/apps/%s/flags", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
+// NewGetFlagRequest constructs an http.Request for the GetFlag method
+func NewGetFlagRequest(server string, app AppSlug, flag FlagKey) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "app", app, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam1 string
+
+	pathParam1, err = runtime.StyleParamWithOptions("simple", false, "flag", flag, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/apps/%s/flags/%s", pathParam0, pathParam1)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewUpdateFlagRequest calls the generic UpdateFlag builder with application/json body
+func NewUpdateFlagRequest(server string, app AppSlug, flag FlagKey, body UpdateFlagJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewUpdateFlagRequestWithBody(server, app, flag, "application/json", bodyReader)
+}
+
+// NewUpdateFlagRequestWithBody constructs an http.Request for the UpdateFlag method, with any body, and a specified content type
+func NewUpdateFlagRequestWithBody(server string, app AppSlug, flag FlagKey, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "app", app, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam1 string
+
+	pathParam1, err = runtime.StyleParamWithOptions("simple", false, "flag", flag, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/apps/%s/flags/%s", pathParam0, pathParam1)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPut, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
+// NewSetFlagStateRequest calls the generic SetFlagState builder with application/json body
+func NewSetFlagStateRequest(server string, app AppSlug, flag FlagKey, env EnvironmentName, body SetFlagStateJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewSetFlagStateRequestWithBody(server, app, flag, env, "application/json", bodyReader)
+}
+
+// NewSetFlagStateRequestWithBody constructs an http.Request for the SetFlagState method, with any body, and a specified content type
+func NewSetFlagStateRequestWithBody(server string, app AppSlug, flag FlagKey, env EnvironmentName, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "app", app, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam1 string
+
+	pathParam1, err = runtime.StyleParamWithOptions("simple", false, "flag", flag, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam2 string
+
+	pathParam2, err = runtime.StyleParamWithOptions("simple", false, "env", env, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/apps/%s/flags/%s/environments/%s", pathParam0, pathParam1, pathParam2)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPut, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
+// NewEvaluateFlagRequest calls the generic EvaluateFlag builder with application/json body
+func NewEvaluateFlagRequest(server string, app AppSlug, flag FlagKey, env EnvironmentName, body EvaluateFlagJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewEvaluateFlagRequestWithBody(server, app, flag, env, "application/json", bodyReader)
+}
+
+// NewEvaluateFlagRequestWithBody constructs an http.Request for the EvaluateFlag method, with any body, and a specified content type
+func NewEvaluateFlagRequestWithBody(server string, app AppSlug, flag FlagKey, env EnvironmentName, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "app", app, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam1 string
+
+	pathParam1, err = runtime.StyleParamWithOptions("simple", false, "flag", flag, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam2 string
+
+	pathParam2, err = runtime.StyleParamWithOptions("simple", false, "env", env, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/apps/%s/flags/%s/environments/%s/evaluate", pathParam0, pathParam1, pathParam2)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
+// NewKillFlagRequest constructs an http.Request for the KillFlag method
+func NewKillFlagRequest(server string, app AppSlug, flag FlagKey, env EnvironmentName) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "app", app, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam1 string
+
+	pathParam1, err = runtime.StyleParamWithOptions("simple", false, "flag", flag, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam2 string
+
+	pathParam2, err = runtime.StyleParamWithOptions("simple", false, "env", env, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/apps/%s/flags/%s/environments/%s/kill", pathParam0, pathParam1, pathParam2)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewListFlagHistoryRequest constructs an http.Request for the ListFlagHistory method
+func NewListFlagHistoryRequest(server string, app AppSlug, flag FlagKey, params *ListFlagHistoryParams) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "app", app, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam1 string
+
+	pathParam1, err = runtime.StyleParamWithOptions("simple", false, "flag", flag, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/apps/%s/flags/%s/history", pathParam0, pathParam1)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.Cursor != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "cursor", *params.Cursor, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Limit != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "limit", *params.Limit, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewListSegmentsRequest constructs an http.Request for the ListSegments method
+func NewListSegmentsRequest(server string, app AppSlug, params *ListSegmentsParams) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "app", app, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/apps/%s/segments", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.Cursor != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "cursor", *params.Cursor, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Limit != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "limit", *params.Limit, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewPutSegmentRequest calls the generic PutSegment builder with application/json body
+func NewPutSegmentRequest(server string, app AppSlug, segment SegmentKey, body PutSegmentJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewPutSegmentRequestWithBody(server, app, segment, "application/json", bodyReader)
+}
+
+// NewPutSegmentRequestWithBody constructs an http.Request for the PutSegment method, with any body, and a specified content type
+func NewPutSegmentRequestWithBody(server string, app AppSlug, segment SegmentKey, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "app", app, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam1 string
+
+	pathParam1, err = runtime.StyleParamWithOptions("simple", false, "segment", segment, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/apps/%s/segments/%s", pathParam0, pathParam1)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPut, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
 // NewGetOpenAPIDocumentRequest constructs an http.Request for the GetOpenAPIDocument method
 func NewGetOpenAPIDocumentRequest(server string) (*http.Request, error) {
 	var err error
@@ -4016,6 +5909,245 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with POST /api/v1/apps/{app}/environments/{env}/runs (the `CreateRun` operationId).
 	CreateRunWithResponse(ctx context.Context, app AppSlug, env EnvironmentName, params *CreateRunParams, body CreateRunJSONRequestBody, reqEditors ...RequestEditorFn) (*CreateRunResponse, error)
+
+	// ListFlagsWithResponse List the feature flags of an app
+	//
+	// Lists the app's flags ordered by key, each with its state in every
+	// environment: whether it is on, the state's version and a one-line
+	// summary of what it serves there. A token limited to some
+	// environments sees only those.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /api/v1/apps/{app}/flags (the `ListFlags` operationId).
+	ListFlagsWithResponse(ctx context.Context, app AppSlug, params *ListFlagsParams, reqEditors ...RequestEditorFn) (*ListFlagsResponse, error)
+
+	// CreateFlagWithBodyWithResponse Create a feature flag
+	//
+	// Creates a flag of the app. A new flag is off in every environment
+	// (it serves its off variant) until its state is set there with
+	// `PUT .../flags/{flag}/environments/{env}`. Every problem with the
+	// definition is named in `errors`, such as a variant value of the
+	// wrong type for the flag's `type` (`variants["on"]`) or a
+	// `default_variant` that is not a variant. Needs the `deploy` scope.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /api/v1/apps/{app}/flags (the `CreateFlag` operationId).
+	CreateFlagWithBodyWithResponse(ctx context.Context, app AppSlug, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CreateFlagResponse, error)
+
+	// CreateFlagWithResponse Create a feature flag
+	//
+	// Creates a flag of the app. A new flag is off in every environment
+	// (it serves its off variant) until its state is set there with
+	// `PUT .../flags/{flag}/environments/{env}`. Every problem with the
+	// definition is named in `errors`, such as a variant value of the
+	// wrong type for the flag's `type` (`variants["on"]`) or a
+	// `default_variant` that is not a variant. Needs the `deploy` scope.
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /api/v1/apps/{app}/flags (the `CreateFlag` operationId).
+	CreateFlagWithResponse(ctx context.Context, app AppSlug, body CreateFlagJSONRequestBody, reqEditors ...RequestEditorFn) (*CreateFlagResponse, error)
+
+	// GetFlagWithResponse Read a feature flag
+	//
+	// The flag's definition and version, with its full state in every
+	// environment: the kill switch, the targeting rules, the default
+	// rollout, the state's version and who changed it last. An environment
+	// where the flag was never configured shows `configured: false`; the
+	// flag is off there. A token limited to some environments sees only
+	// those.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /api/v1/apps/{app}/flags/{flag} (the `GetFlag` operationId).
+	GetFlagWithResponse(ctx context.Context, app AppSlug, flag FlagKey, reqEditors ...RequestEditorFn) (*GetFlagResponse, error)
+
+	// UpdateFlagWithBodyWithResponse Replace a feature flag's definition
+	//
+	// Replaces the definition (type, variants, default and off variants,
+	// description) shared by every environment. `version` is the flag's
+	// version as last read: when somebody changed the flag since, the
+	// answer is 409 with the flag as it is now in `current`. The key never
+	// changes. The new definition must still fit the flag's state in every
+	// environment, so removing a variant a rule serves is refused with the
+	// rule named as `environments["production"].rules[0].variant`.
+	//
+	// `salt` left out keeps the stored salt, because a new salt reshuffles
+	// every user of a percentage rollout; send it to change it.
+	//
+	// Because the definition affects every environment, a token limited to
+	// some environments may not change it (403). Needs the `deploy` scope.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with PUT /api/v1/apps/{app}/flags/{flag} (the `UpdateFlag` operationId).
+	UpdateFlagWithBodyWithResponse(ctx context.Context, app AppSlug, flag FlagKey, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*UpdateFlagResponse, error)
+
+	// UpdateFlagWithResponse Replace a feature flag's definition
+	//
+	// Replaces the definition (type, variants, default and off variants,
+	// description) shared by every environment. `version` is the flag's
+	// version as last read: when somebody changed the flag since, the
+	// answer is 409 with the flag as it is now in `current`. The key never
+	// changes. The new definition must still fit the flag's state in every
+	// environment, so removing a variant a rule serves is refused with the
+	// rule named as `environments["production"].rules[0].variant`.
+	//
+	// `salt` left out keeps the stored salt, because a new salt reshuffles
+	// every user of a percentage rollout; send it to change it.
+	//
+	// Because the definition affects every environment, a token limited to
+	// some environments may not change it (403). Needs the `deploy` scope.
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with PUT /api/v1/apps/{app}/flags/{flag} (the `UpdateFlag` operationId).
+	UpdateFlagWithResponse(ctx context.Context, app AppSlug, flag FlagKey, body UpdateFlagJSONRequestBody, reqEditors ...RequestEditorFn) (*UpdateFlagResponse, error)
+
+	// SetFlagStateWithBodyWithResponse Set a feature flag's state in an environment
+	//
+	// Replaces the flag's state in the environment: the kill switch
+	// (`enabled`), the targeting rules tried in order (the first that
+	// matches decides) and the default rollout served when none matches
+	// (left out: the flag's default variant). `version` is the state's
+	// version as last read, 0 when the flag was never configured there;
+	// when somebody changed the state since, the answer is 409 with the
+	// state as it is now in `current`.
+	//
+	// Every problem is named in `errors` by its path, such as
+	// `rules[0].clauses[1].op`, `rules[1].segment` (a segment the app does
+	// not have), `rules[2].name` (a name used twice) or
+	// `default_rollout.rollout` (weights that do not total 100). Needs the
+	// `deploy` scope.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with PUT /api/v1/apps/{app}/flags/{flag}/environments/{env} (the `SetFlagState` operationId).
+	SetFlagStateWithBodyWithResponse(ctx context.Context, app AppSlug, flag FlagKey, env EnvironmentName, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*SetFlagStateResponse, error)
+
+	// SetFlagStateWithResponse Set a feature flag's state in an environment
+	//
+	// Replaces the flag's state in the environment: the kill switch
+	// (`enabled`), the targeting rules tried in order (the first that
+	// matches decides) and the default rollout served when none matches
+	// (left out: the flag's default variant). `version` is the state's
+	// version as last read, 0 when the flag was never configured there;
+	// when somebody changed the state since, the answer is 409 with the
+	// state as it is now in `current`.
+	//
+	// Every problem is named in `errors` by its path, such as
+	// `rules[0].clauses[1].op`, `rules[1].segment` (a segment the app does
+	// not have), `rules[2].name` (a name used twice) or
+	// `default_rollout.rollout` (weights that do not total 100). Needs the
+	// `deploy` scope.
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with PUT /api/v1/apps/{app}/flags/{flag}/environments/{env} (the `SetFlagState` operationId).
+	SetFlagStateWithResponse(ctx context.Context, app AppSlug, flag FlagKey, env EnvironmentName, body SetFlagStateJSONRequestBody, reqEditors ...RequestEditorFn) (*SetFlagStateResponse, error)
+
+	// EvaluateFlagWithBodyWithResponse See what a user would get from a feature flag
+	//
+	// Evaluates the flag for an OpenFeature evaluation context, against
+	// the state stored now (a change saved a moment ago is already
+	// reflected), and says which variant the user gets and why: the
+	// reason (`TARGETING_MATCH`, `SPLIT`, `DEFAULT`, `STATIC`, `DISABLED`
+	// or `ERROR`), the rule that matched, and for an error its code (such
+	// as `TARGETING_KEY_MISSING` when a percentage rollout needs a
+	// `targetingKey`). It changes nothing and needs only the `read` scope.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /api/v1/apps/{app}/flags/{flag}/environments/{env}/evaluate (the `EvaluateFlag` operationId).
+	EvaluateFlagWithBodyWithResponse(ctx context.Context, app AppSlug, flag FlagKey, env EnvironmentName, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*EvaluateFlagResponse, error)
+
+	// EvaluateFlagWithResponse See what a user would get from a feature flag
+	//
+	// Evaluates the flag for an OpenFeature evaluation context, against
+	// the state stored now (a change saved a moment ago is already
+	// reflected), and says which variant the user gets and why: the
+	// reason (`TARGETING_MATCH`, `SPLIT`, `DEFAULT`, `STATIC`, `DISABLED`
+	// or `ERROR`), the rule that matched, and for an error its code (such
+	// as `TARGETING_KEY_MISSING` when a percentage rollout needs a
+	// `targetingKey`). It changes nothing and needs only the `read` scope.
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /api/v1/apps/{app}/flags/{flag}/environments/{env}/evaluate (the `EvaluateFlag` operationId).
+	EvaluateFlagWithResponse(ctx context.Context, app AppSlug, flag FlagKey, env EnvironmentName, body EvaluateFlagJSONRequestBody, reqEditors ...RequestEditorFn) (*EvaluateFlagResponse, error)
+
+	// KillFlagWithResponse Turn a feature flag off in an environment (the kill switch)
+	//
+	// Turns the flag off in the environment at once: every user gets the
+	// off variant. It needs no version and wins over any edit happening at
+	// the same moment, so an on-call engineer never has to retry it; the
+	// rules and rollouts are kept for when the flag is turned on again. A
+	// flag that is off already stays off, so sending it twice is safe. A
+	// guarded rollout of the flag in the environment stops. No body is
+	// needed (an empty object is accepted). Needs the `deploy` scope.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /api/v1/apps/{app}/flags/{flag}/environments/{env}/kill (the `KillFlag` operationId).
+	KillFlagWithResponse(ctx context.Context, app AppSlug, flag FlagKey, env EnvironmentName, reqEditors ...RequestEditorFn) (*KillFlagResponse, error)
+
+	// ListFlagHistoryWithResponse Read a feature flag's history
+	//
+	// Every change to the flag, newest first: its creation and each new
+	// definition, each state set in an environment and each kill, with who
+	// did it and what it became. A token limited to some environments does
+	// not see the changes of the others, so its pages may hold fewer items
+	// than `limit`; `next_cursor` still says whether more follow.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /api/v1/apps/{app}/flags/{flag}/history (the `ListFlagHistory` operationId).
+	ListFlagHistoryWithResponse(ctx context.Context, app AppSlug, flag FlagKey, params *ListFlagHistoryParams, reqEditors ...RequestEditorFn) (*ListFlagHistoryResponse, error)
+
+	// ListSegmentsWithResponse List the segments of an app
+	//
+	// Lists the app's segments, the groups of users its flags' rules can target, ordered by key.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /api/v1/apps/{app}/segments (the `ListSegments` operationId).
+	ListSegmentsWithResponse(ctx context.Context, app AppSlug, params *ListSegmentsParams, reqEditors ...RequestEditorFn) (*ListSegmentsResponse, error)
+
+	// PutSegmentWithBodyWithResponse Create or replace a segment
+	//
+	// Creates the segment with `version` 0, or replaces it when `version`
+	// is its version as last read; otherwise the answer is 409 with the
+	// segment as it is now in `current`. A user is in the segment when
+	// their `targetingKey` is in `included_keys`, never when it is in
+	// `excluded_keys`, and otherwise when every clause matches (a segment
+	// without clauses is a plain list). A change applies at once to every
+	// rule that names the segment, in every environment, so a token
+	// limited to some environments may not make it (403). Needs the
+	// `deploy` scope.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with PUT /api/v1/apps/{app}/segments/{segment} (the `PutSegment` operationId).
+	PutSegmentWithBodyWithResponse(ctx context.Context, app AppSlug, segment SegmentKey, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*PutSegmentResponse, error)
+
+	// PutSegmentWithResponse Create or replace a segment
+	//
+	// Creates the segment with `version` 0, or replaces it when `version`
+	// is its version as last read; otherwise the answer is 409 with the
+	// segment as it is now in `current`. A user is in the segment when
+	// their `targetingKey` is in `included_keys`, never when it is in
+	// `excluded_keys`, and otherwise when every clause matches (a segment
+	// without clauses is a plain list). A change applies at once to every
+	// rule that names the segment, in every environment, so a token
+	// limited to some environments may not make it (403). Needs the
+	// `deploy` scope.
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with PUT /api/v1/apps/{app}/segments/{segment} (the `PutSegment` operationId).
+	PutSegmentWithResponse(ctx context.Context, app AppSlug, segment SegmentKey, body PutSegmentJSONRequestBody, reqEditors ...RequestEditorFn) (*PutSegmentResponse, error)
 
 	// GetOpenAPIDocumentWithResponse This document
 	//
@@ -5060,6 +7192,864 @@ func (r CreateRunResponse) StatusCode() int {
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r CreateRunResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type ListFlagsResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *FlagList
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *BadRequest
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFound
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r ListFlagsResponse) GetJSON200() *FlagList {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r ListFlagsResponse) GetApplicationproblemJSON400() *BadRequest {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r ListFlagsResponse) GetApplicationproblemJSON401() *Unauthorized {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r ListFlagsResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r ListFlagsResponse) GetApplicationproblemJSON404() *NotFound {
+	return r.ApplicationproblemJSON404
+}
+
+// GetBody returns the raw response body bytes
+func (r ListFlagsResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ListFlagsResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ListFlagsResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ListFlagsResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// CreateFlagResponse201Headers the declared response headers of an HTTP 201 response for CreateFlag
+type CreateFlagResponse201Headers struct {
+	Location *string
+}
+
+type CreateFlagResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON201 the response for an HTTP 201 `application/json` response
+	JSON201 *Flag
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *BadRequest
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFound
+	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
+	ApplicationproblemJSON409 *Conflict
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *PayloadTooLarge
+	// ApplicationproblemJSON415 the response for an HTTP 415 `application/problem+json` response
+	ApplicationproblemJSON415 *UnsupportedMediaType
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *ValidationFailed
+	// Headers201 the parsed response headers for an HTTP 201 response
+	Headers201 *CreateFlagResponse201Headers
+}
+
+// GetJSON201 returns the response for an HTTP 201 `application/json` response
+func (r CreateFlagResponse) GetJSON201() *Flag {
+	return r.JSON201
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r CreateFlagResponse) GetApplicationproblemJSON400() *BadRequest {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r CreateFlagResponse) GetApplicationproblemJSON401() *Unauthorized {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r CreateFlagResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r CreateFlagResponse) GetApplicationproblemJSON404() *NotFound {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
+func (r CreateFlagResponse) GetApplicationproblemJSON409() *Conflict {
+	return r.ApplicationproblemJSON409
+}
+
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r CreateFlagResponse) GetApplicationproblemJSON413() *PayloadTooLarge {
+	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON415 returns the response for an HTTP 415 `application/problem+json` response
+func (r CreateFlagResponse) GetApplicationproblemJSON415() *UnsupportedMediaType {
+	return r.ApplicationproblemJSON415
+}
+
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r CreateFlagResponse) GetApplicationproblemJSON422() *ValidationFailed {
+	return r.ApplicationproblemJSON422
+}
+
+// GetBody returns the raw response body bytes
+func (r CreateFlagResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r CreateFlagResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r CreateFlagResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r CreateFlagResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type GetFlagResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *Flag
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFound
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r GetFlagResponse) GetJSON200() *Flag {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r GetFlagResponse) GetApplicationproblemJSON401() *Unauthorized {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r GetFlagResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r GetFlagResponse) GetApplicationproblemJSON404() *NotFound {
+	return r.ApplicationproblemJSON404
+}
+
+// GetBody returns the raw response body bytes
+func (r GetFlagResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetFlagResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetFlagResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetFlagResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type UpdateFlagResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *Flag
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *BadRequest
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFound
+	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
+	ApplicationproblemJSON409 *FlagConflictProblem
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *PayloadTooLarge
+	// ApplicationproblemJSON415 the response for an HTTP 415 `application/problem+json` response
+	ApplicationproblemJSON415 *UnsupportedMediaType
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *ValidationFailed
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r UpdateFlagResponse) GetJSON200() *Flag {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r UpdateFlagResponse) GetApplicationproblemJSON400() *BadRequest {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r UpdateFlagResponse) GetApplicationproblemJSON401() *Unauthorized {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r UpdateFlagResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r UpdateFlagResponse) GetApplicationproblemJSON404() *NotFound {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
+func (r UpdateFlagResponse) GetApplicationproblemJSON409() *FlagConflictProblem {
+	return r.ApplicationproblemJSON409
+}
+
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r UpdateFlagResponse) GetApplicationproblemJSON413() *PayloadTooLarge {
+	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON415 returns the response for an HTTP 415 `application/problem+json` response
+func (r UpdateFlagResponse) GetApplicationproblemJSON415() *UnsupportedMediaType {
+	return r.ApplicationproblemJSON415
+}
+
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r UpdateFlagResponse) GetApplicationproblemJSON422() *ValidationFailed {
+	return r.ApplicationproblemJSON422
+}
+
+// GetBody returns the raw response body bytes
+func (r UpdateFlagResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r UpdateFlagResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r UpdateFlagResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r UpdateFlagResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type SetFlagStateResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *FlagEnvironment
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *BadRequest
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFound
+	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
+	ApplicationproblemJSON409 *FlagStateConflictProblem
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *PayloadTooLarge
+	// ApplicationproblemJSON415 the response for an HTTP 415 `application/problem+json` response
+	ApplicationproblemJSON415 *UnsupportedMediaType
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *ValidationFailed
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r SetFlagStateResponse) GetJSON200() *FlagEnvironment {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r SetFlagStateResponse) GetApplicationproblemJSON400() *BadRequest {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r SetFlagStateResponse) GetApplicationproblemJSON401() *Unauthorized {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r SetFlagStateResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r SetFlagStateResponse) GetApplicationproblemJSON404() *NotFound {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
+func (r SetFlagStateResponse) GetApplicationproblemJSON409() *FlagStateConflictProblem {
+	return r.ApplicationproblemJSON409
+}
+
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r SetFlagStateResponse) GetApplicationproblemJSON413() *PayloadTooLarge {
+	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON415 returns the response for an HTTP 415 `application/problem+json` response
+func (r SetFlagStateResponse) GetApplicationproblemJSON415() *UnsupportedMediaType {
+	return r.ApplicationproblemJSON415
+}
+
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r SetFlagStateResponse) GetApplicationproblemJSON422() *ValidationFailed {
+	return r.ApplicationproblemJSON422
+}
+
+// GetBody returns the raw response body bytes
+func (r SetFlagStateResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r SetFlagStateResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r SetFlagStateResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r SetFlagStateResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type EvaluateFlagResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *FlagEvaluation
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *BadRequest
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFound
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *PayloadTooLarge
+	// ApplicationproblemJSON415 the response for an HTTP 415 `application/problem+json` response
+	ApplicationproblemJSON415 *UnsupportedMediaType
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *ValidationFailed
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r EvaluateFlagResponse) GetJSON200() *FlagEvaluation {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r EvaluateFlagResponse) GetApplicationproblemJSON400() *BadRequest {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r EvaluateFlagResponse) GetApplicationproblemJSON401() *Unauthorized {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r EvaluateFlagResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r EvaluateFlagResponse) GetApplicationproblemJSON404() *NotFound {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r EvaluateFlagResponse) GetApplicationproblemJSON413() *PayloadTooLarge {
+	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON415 returns the response for an HTTP 415 `application/problem+json` response
+func (r EvaluateFlagResponse) GetApplicationproblemJSON415() *UnsupportedMediaType {
+	return r.ApplicationproblemJSON415
+}
+
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r EvaluateFlagResponse) GetApplicationproblemJSON422() *ValidationFailed {
+	return r.ApplicationproblemJSON422
+}
+
+// GetBody returns the raw response body bytes
+func (r EvaluateFlagResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r EvaluateFlagResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r EvaluateFlagResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r EvaluateFlagResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type KillFlagResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *FlagEnvironment
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *BadRequest
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFound
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *PayloadTooLarge
+	// ApplicationproblemJSON415 the response for an HTTP 415 `application/problem+json` response
+	ApplicationproblemJSON415 *UnsupportedMediaType
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *ValidationFailed
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r KillFlagResponse) GetJSON200() *FlagEnvironment {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r KillFlagResponse) GetApplicationproblemJSON400() *BadRequest {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r KillFlagResponse) GetApplicationproblemJSON401() *Unauthorized {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r KillFlagResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r KillFlagResponse) GetApplicationproblemJSON404() *NotFound {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r KillFlagResponse) GetApplicationproblemJSON413() *PayloadTooLarge {
+	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON415 returns the response for an HTTP 415 `application/problem+json` response
+func (r KillFlagResponse) GetApplicationproblemJSON415() *UnsupportedMediaType {
+	return r.ApplicationproblemJSON415
+}
+
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r KillFlagResponse) GetApplicationproblemJSON422() *ValidationFailed {
+	return r.ApplicationproblemJSON422
+}
+
+// GetBody returns the raw response body bytes
+func (r KillFlagResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r KillFlagResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r KillFlagResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r KillFlagResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type ListFlagHistoryResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *FlagEventList
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *BadRequest
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFound
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r ListFlagHistoryResponse) GetJSON200() *FlagEventList {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r ListFlagHistoryResponse) GetApplicationproblemJSON400() *BadRequest {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r ListFlagHistoryResponse) GetApplicationproblemJSON401() *Unauthorized {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r ListFlagHistoryResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r ListFlagHistoryResponse) GetApplicationproblemJSON404() *NotFound {
+	return r.ApplicationproblemJSON404
+}
+
+// GetBody returns the raw response body bytes
+func (r ListFlagHistoryResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ListFlagHistoryResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ListFlagHistoryResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ListFlagHistoryResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type ListSegmentsResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *SegmentList
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *BadRequest
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFound
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r ListSegmentsResponse) GetJSON200() *SegmentList {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r ListSegmentsResponse) GetApplicationproblemJSON400() *BadRequest {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r ListSegmentsResponse) GetApplicationproblemJSON401() *Unauthorized {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r ListSegmentsResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r ListSegmentsResponse) GetApplicationproblemJSON404() *NotFound {
+	return r.ApplicationproblemJSON404
+}
+
+// GetBody returns the raw response body bytes
+func (r ListSegmentsResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ListSegmentsResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ListSegmentsResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ListSegmentsResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// PutSegmentResponse201Headers the declared response headers of an HTTP 201 response for PutSegment
+type PutSegmentResponse201Headers struct {
+	Location *string
+}
+
+type PutSegmentResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *Segment
+	// JSON201 the response for an HTTP 201 `application/json` response
+	JSON201 *Segment
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *BadRequest
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFound
+	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
+	ApplicationproblemJSON409 *SegmentConflictProblem
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *PayloadTooLarge
+	// ApplicationproblemJSON415 the response for an HTTP 415 `application/problem+json` response
+	ApplicationproblemJSON415 *UnsupportedMediaType
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *ValidationFailed
+	// Headers201 the parsed response headers for an HTTP 201 response
+	Headers201 *PutSegmentResponse201Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r PutSegmentResponse) GetJSON200() *Segment {
+	return r.JSON200
+}
+
+// GetJSON201 returns the response for an HTTP 201 `application/json` response
+func (r PutSegmentResponse) GetJSON201() *Segment {
+	return r.JSON201
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r PutSegmentResponse) GetApplicationproblemJSON400() *BadRequest {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r PutSegmentResponse) GetApplicationproblemJSON401() *Unauthorized {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r PutSegmentResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r PutSegmentResponse) GetApplicationproblemJSON404() *NotFound {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
+func (r PutSegmentResponse) GetApplicationproblemJSON409() *SegmentConflictProblem {
+	return r.ApplicationproblemJSON409
+}
+
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r PutSegmentResponse) GetApplicationproblemJSON413() *PayloadTooLarge {
+	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON415 returns the response for an HTTP 415 `application/problem+json` response
+func (r PutSegmentResponse) GetApplicationproblemJSON415() *UnsupportedMediaType {
+	return r.ApplicationproblemJSON415
+}
+
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r PutSegmentResponse) GetApplicationproblemJSON422() *ValidationFailed {
+	return r.ApplicationproblemJSON422
+}
+
+// GetBody returns the raw response body bytes
+func (r PutSegmentResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r PutSegmentResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r PutSegmentResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r PutSegmentResponse) ContentType() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
@@ -6158,6 +9148,335 @@ func (c *ClientWithResponses) CreateRunWithResponse(ctx context.Context, app App
 	return ParseCreateRunResponse(rsp)
 }
 
+// ListFlagsWithResponse List the feature flags of an app
+//
+// Lists the app's flags ordered by key, each with its state in every
+// environment: whether it is on, the state's version and a one-line
+// summary of what it serves there. A token limited to some
+// environments sees only those.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /api/v1/apps/{app}/flags (the `ListFlags` operationId).
+func (c *ClientWithResponses) ListFlagsWithResponse(ctx context.Context, app AppSlug, params *ListFlagsParams, reqEditors ...RequestEditorFn) (*ListFlagsResponse, error) {
+	rsp, err := c.ListFlags(ctx, app, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseListFlagsResponse(rsp)
+}
+
+// CreateFlagWithBodyWithResponse Create a feature flag
+//
+// Creates a flag of the app. A new flag is off in every environment
+// (it serves its off variant) until its state is set there with
+// `PUT .../flags/{flag}/environments/{env}`. Every problem with the
+// definition is named in `errors`, such as a variant value of the
+// wrong type for the flag's `type` (`variants["on"]`) or a
+// `default_variant` that is not a variant. Needs the `deploy` scope.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /api/v1/apps/{app}/flags (the `CreateFlag` operationId).
+func (c *ClientWithResponses) CreateFlagWithBodyWithResponse(ctx context.Context, app AppSlug, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CreateFlagResponse, error) {
+	rsp, err := c.CreateFlagWithBody(ctx, app, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseCreateFlagResponse(rsp)
+}
+
+// CreateFlagWithResponse Create a feature flag
+//
+// Creates a flag of the app. A new flag is off in every environment
+// (it serves its off variant) until its state is set there with
+// `PUT .../flags/{flag}/environments/{env}`. Every problem with the
+// definition is named in `errors`, such as a variant value of the
+// wrong type for the flag's `type` (`variants["on"]`) or a
+// `default_variant` that is not a variant. Needs the `deploy` scope.
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /api/v1/apps/{app}/flags (the `CreateFlag` operationId).
+func (c *ClientWithResponses) CreateFlagWithResponse(ctx context.Context, app AppSlug, body CreateFlagJSONRequestBody, reqEditors ...RequestEditorFn) (*CreateFlagResponse, error) {
+	rsp, err := c.CreateFlag(ctx, app, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseCreateFlagResponse(rsp)
+}
+
+// GetFlagWithResponse Read a feature flag
+//
+// The flag's definition and version, with its full state in every
+// environment: the kill switch, the targeting rules, the default
+// rollout, the state's version and who changed it last. An environment
+// where the flag was never configured shows `configured: false`; the
+// flag is off there. A token limited to some environments sees only
+// those.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /api/v1/apps/{app}/flags/{flag} (the `GetFlag` operationId).
+func (c *ClientWithResponses) GetFlagWithResponse(ctx context.Context, app AppSlug, flag FlagKey, reqEditors ...RequestEditorFn) (*GetFlagResponse, error) {
+	rsp, err := c.GetFlag(ctx, app, flag, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetFlagResponse(rsp)
+}
+
+// UpdateFlagWithBodyWithResponse Replace a feature flag's definition
+//
+// Replaces the definition (type, variants, default and off variants,
+// description) shared by every environment. `version` is the flag's
+// version as last read: when somebody changed the flag since, the
+// answer is 409 with the flag as it is now in `current`. The key never
+// changes. The new definition must still fit the flag's state in every
+// environment, so removing a variant a rule serves is refused with the
+// rule named as `environments["production"].rules[0].variant`.
+//
+// `salt` left out keeps the stored salt, because a new salt reshuffles
+// every user of a percentage rollout; send it to change it.
+//
+// Because the definition affects every environment, a token limited to
+// some environments may not change it (403). Needs the `deploy` scope.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with PUT /api/v1/apps/{app}/flags/{flag} (the `UpdateFlag` operationId).
+func (c *ClientWithResponses) UpdateFlagWithBodyWithResponse(ctx context.Context, app AppSlug, flag FlagKey, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*UpdateFlagResponse, error) {
+	rsp, err := c.UpdateFlagWithBody(ctx, app, flag, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseUpdateFlagResponse(rsp)
+}
+
+// UpdateFlagWithResponse Replace a feature flag's definition
+//
+// Replaces the definition (type, variants, default and off variants,
+// description) shared by every environment. `version` is the flag's
+// version as last read: when somebody changed the flag since, the
+// answer is 409 with the flag as it is now in `current`. The key never
+// changes. The new definition must still fit the flag's state in every
+// environment, so removing a variant a rule serves is refused with the
+// rule named as `environments["production"].rules[0].variant`.
+//
+// `salt` left out keeps the stored salt, because a new salt reshuffles
+// every user of a percentage rollout; send it to change it.
+//
+// Because the definition affects every environment, a token limited to
+// some environments may not change it (403). Needs the `deploy` scope.
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with PUT /api/v1/apps/{app}/flags/{flag} (the `UpdateFlag` operationId).
+func (c *ClientWithResponses) UpdateFlagWithResponse(ctx context.Context, app AppSlug, flag FlagKey, body UpdateFlagJSONRequestBody, reqEditors ...RequestEditorFn) (*UpdateFlagResponse, error) {
+	rsp, err := c.UpdateFlag(ctx, app, flag, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseUpdateFlagResponse(rsp)
+}
+
+// SetFlagStateWithBodyWithResponse Set a feature flag's state in an environment
+//
+// Replaces the flag's state in the environment: the kill switch
+// (`enabled`), the targeting rules tried in order (the first that
+// matches decides) and the default rollout served when none matches
+// (left out: the flag's default variant). `version` is the state's
+// version as last read, 0 when the flag was never configured there;
+// when somebody changed the state since, the answer is 409 with the
+// state as it is now in `current`.
+//
+// Every problem is named in `errors` by its path, such as
+// `rules[0].clauses[1].op`, `rules[1].segment` (a segment the app does
+// not have), `rules[2].name` (a name used twice) or
+// `default_rollout.rollout` (weights that do not total 100). Needs the
+// `deploy` scope.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with PUT /api/v1/apps/{app}/flags/{flag}/environments/{env} (the `SetFlagState` operationId).
+func (c *ClientWithResponses) SetFlagStateWithBodyWithResponse(ctx context.Context, app AppSlug, flag FlagKey, env EnvironmentName, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*SetFlagStateResponse, error) {
+	rsp, err := c.SetFlagStateWithBody(ctx, app, flag, env, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseSetFlagStateResponse(rsp)
+}
+
+// SetFlagStateWithResponse Set a feature flag's state in an environment
+//
+// Replaces the flag's state in the environment: the kill switch
+// (`enabled`), the targeting rules tried in order (the first that
+// matches decides) and the default rollout served when none matches
+// (left out: the flag's default variant). `version` is the state's
+// version as last read, 0 when the flag was never configured there;
+// when somebody changed the state since, the answer is 409 with the
+// state as it is now in `current`.
+//
+// Every problem is named in `errors` by its path, such as
+// `rules[0].clauses[1].op`, `rules[1].segment` (a segment the app does
+// not have), `rules[2].name` (a name used twice) or
+// `default_rollout.rollout` (weights that do not total 100). Needs the
+// `deploy` scope.
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with PUT /api/v1/apps/{app}/flags/{flag}/environments/{env} (the `SetFlagState` operationId).
+func (c *ClientWithResponses) SetFlagStateWithResponse(ctx context.Context, app AppSlug, flag FlagKey, env EnvironmentName, body SetFlagStateJSONRequestBody, reqEditors ...RequestEditorFn) (*SetFlagStateResponse, error) {
+	rsp, err := c.SetFlagState(ctx, app, flag, env, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseSetFlagStateResponse(rsp)
+}
+
+// EvaluateFlagWithBodyWithResponse See what a user would get from a feature flag
+//
+// Evaluates the flag for an OpenFeature evaluation context, against
+// the state stored now (a change saved a moment ago is already
+// reflected), and says which variant the user gets and why: the
+// reason (`TARGETING_MATCH`, `SPLIT`, `DEFAULT`, `STATIC`, `DISABLED`
+// or `ERROR`), the rule that matched, and for an error its code (such
+// as `TARGETING_KEY_MISSING` when a percentage rollout needs a
+// `targetingKey`). It changes nothing and needs only the `read` scope.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /api/v1/apps/{app}/flags/{flag}/environments/{env}/evaluate (the `EvaluateFlag` operationId).
+func (c *ClientWithResponses) EvaluateFlagWithBodyWithResponse(ctx context.Context, app AppSlug, flag FlagKey, env EnvironmentName, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*EvaluateFlagResponse, error) {
+	rsp, err := c.EvaluateFlagWithBody(ctx, app, flag, env, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseEvaluateFlagResponse(rsp)
+}
+
+// EvaluateFlagWithResponse See what a user would get from a feature flag
+//
+// Evaluates the flag for an OpenFeature evaluation context, against
+// the state stored now (a change saved a moment ago is already
+// reflected), and says which variant the user gets and why: the
+// reason (`TARGETING_MATCH`, `SPLIT`, `DEFAULT`, `STATIC`, `DISABLED`
+// or `ERROR`), the rule that matched, and for an error its code (such
+// as `TARGETING_KEY_MISSING` when a percentage rollout needs a
+// `targetingKey`). It changes nothing and needs only the `read` scope.
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /api/v1/apps/{app}/flags/{flag}/environments/{env}/evaluate (the `EvaluateFlag` operationId).
+func (c *ClientWithResponses) EvaluateFlagWithResponse(ctx context.Context, app AppSlug, flag FlagKey, env EnvironmentName, body EvaluateFlagJSONRequestBody, reqEditors ...RequestEditorFn) (*EvaluateFlagResponse, error) {
+	rsp, err := c.EvaluateFlag(ctx, app, flag, env, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseEvaluateFlagResponse(rsp)
+}
+
+// KillFlagWithResponse Turn a feature flag off in an environment (the kill switch)
+//
+// Turns the flag off in the environment at once: every user gets the
+// off variant. It needs no version and wins over any edit happening at
+// the same moment, so an on-call engineer never has to retry it; the
+// rules and rollouts are kept for when the flag is turned on again. A
+// flag that is off already stays off, so sending it twice is safe. A
+// guarded rollout of the flag in the environment stops. No body is
+// needed (an empty object is accepted). Needs the `deploy` scope.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /api/v1/apps/{app}/flags/{flag}/environments/{env}/kill (the `KillFlag` operationId).
+func (c *ClientWithResponses) KillFlagWithResponse(ctx context.Context, app AppSlug, flag FlagKey, env EnvironmentName, reqEditors ...RequestEditorFn) (*KillFlagResponse, error) {
+	rsp, err := c.KillFlag(ctx, app, flag, env, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseKillFlagResponse(rsp)
+}
+
+// ListFlagHistoryWithResponse Read a feature flag's history
+//
+// Every change to the flag, newest first: its creation and each new
+// definition, each state set in an environment and each kill, with who
+// did it and what it became. A token limited to some environments does
+// not see the changes of the others, so its pages may hold fewer items
+// than `limit`; `next_cursor` still says whether more follow.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /api/v1/apps/{app}/flags/{flag}/history (the `ListFlagHistory` operationId).
+func (c *ClientWithResponses) ListFlagHistoryWithResponse(ctx context.Context, app AppSlug, flag FlagKey, params *ListFlagHistoryParams, reqEditors ...RequestEditorFn) (*ListFlagHistoryResponse, error) {
+	rsp, err := c.ListFlagHistory(ctx, app, flag, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseListFlagHistoryResponse(rsp)
+}
+
+// ListSegmentsWithResponse List the segments of an app
+//
+// Lists the app's segments, the groups of users its flags' rules can target, ordered by key.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /api/v1/apps/{app}/segments (the `ListSegments` operationId).
+func (c *ClientWithResponses) ListSegmentsWithResponse(ctx context.Context, app AppSlug, params *ListSegmentsParams, reqEditors ...RequestEditorFn) (*ListSegmentsResponse, error) {
+	rsp, err := c.ListSegments(ctx, app, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseListSegmentsResponse(rsp)
+}
+
+// PutSegmentWithBodyWithResponse Create or replace a segment
+//
+// Creates the segment with `version` 0, or replaces it when `version`
+// is its version as last read; otherwise the answer is 409 with the
+// segment as it is now in `current`. A user is in the segment when
+// their `targetingKey` is in `included_keys`, never when it is in
+// `excluded_keys`, and otherwise when every clause matches (a segment
+// without clauses is a plain list). A change applies at once to every
+// rule that names the segment, in every environment, so a token
+// limited to some environments may not make it (403). Needs the
+// `deploy` scope.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with PUT /api/v1/apps/{app}/segments/{segment} (the `PutSegment` operationId).
+func (c *ClientWithResponses) PutSegmentWithBodyWithResponse(ctx context.Context, app AppSlug, segment SegmentKey, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*PutSegmentResponse, error) {
+	rsp, err := c.PutSegmentWithBody(ctx, app, segment, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParsePutSegmentResponse(rsp)
+}
+
+// PutSegmentWithResponse Create or replace a segment
+//
+// Creates the segment with `version` 0, or replaces it when `version`
+// is its version as last read; otherwise the answer is 409 with the
+// segment as it is now in `current`. A user is in the segment when
+// their `targetingKey` is in `included_keys`, never when it is in
+// `excluded_keys`, and otherwise when every clause matches (a segment
+// without clauses is a plain list). A change applies at once to every
+// rule that names the segment, in every environment, so a token
+// limited to some environments may not make it (403). Needs the
+// `deploy` scope.
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with PUT /api/v1/apps/{app}/segments/{segment} (the `PutSegment` operationId).
+func (c *ClientWithResponses) PutSegmentWithResponse(ctx context.Context, app AppSlug, segment SegmentKey, body PutSegmentJSONRequestBody, reqEditors ...RequestEditorFn) (*PutSegmentResponse, error) {
+	rsp, err := c.PutSegment(ctx, app, segment, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParsePutSegmentResponse(rsp)
+}
+
 // GetOpenAPIDocumentWithResponse This document
 //
 // Returns this OpenAPI document. It needs no token, so tools can discover the API.
@@ -7175,6 +10494,726 @@ func ParseCreateRunResponse(rsp *http.Response) (*CreateRunResponse, error) {
 		response.Headers200 = &headers
 	case rsp.StatusCode == 201:
 		var headers CreateRunResponse201Headers
+		if values := rsp.Header.Values("Location"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Location", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Location = &value
+		}
+		response.Headers201 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseListFlagsResponse parses an HTTP response from a ListFlagsWithResponse call
+func ParseListFlagsResponse(rsp *http.Response) (*ListFlagsResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &ListFlagsResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest FlagList
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseCreateFlagResponse parses an HTTP response from a CreateFlagWithResponse call
+func ParseCreateFlagResponse(rsp *http.Response) (*CreateFlagResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &CreateFlagResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 201:
+		var dest Flag
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON201 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
+		var dest Conflict
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON409 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest PayloadTooLarge
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest UnsupportedMediaType
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest ValidationFailed
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 201:
+		var headers CreateFlagResponse201Headers
+		if values := rsp.Header.Values("Location"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Location", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Location = &value
+		}
+		response.Headers201 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseGetFlagResponse parses an HTTP response from a GetFlagWithResponse call
+func ParseGetFlagResponse(rsp *http.Response) (*GetFlagResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetFlagResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest Flag
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseUpdateFlagResponse parses an HTTP response from a UpdateFlagWithResponse call
+func ParseUpdateFlagResponse(rsp *http.Response) (*UpdateFlagResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &UpdateFlagResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest Flag
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
+		var dest FlagConflictProblem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON409 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest PayloadTooLarge
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest UnsupportedMediaType
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest ValidationFailed
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseSetFlagStateResponse parses an HTTP response from a SetFlagStateWithResponse call
+func ParseSetFlagStateResponse(rsp *http.Response) (*SetFlagStateResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &SetFlagStateResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest FlagEnvironment
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
+		var dest FlagStateConflictProblem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON409 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest PayloadTooLarge
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest UnsupportedMediaType
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest ValidationFailed
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseEvaluateFlagResponse parses an HTTP response from a EvaluateFlagWithResponse call
+func ParseEvaluateFlagResponse(rsp *http.Response) (*EvaluateFlagResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &EvaluateFlagResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest FlagEvaluation
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest PayloadTooLarge
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest UnsupportedMediaType
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest ValidationFailed
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseKillFlagResponse parses an HTTP response from a KillFlagWithResponse call
+func ParseKillFlagResponse(rsp *http.Response) (*KillFlagResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &KillFlagResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest FlagEnvironment
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest PayloadTooLarge
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest UnsupportedMediaType
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest ValidationFailed
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseListFlagHistoryResponse parses an HTTP response from a ListFlagHistoryWithResponse call
+func ParseListFlagHistoryResponse(rsp *http.Response) (*ListFlagHistoryResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &ListFlagHistoryResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest FlagEventList
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseListSegmentsResponse parses an HTTP response from a ListSegmentsWithResponse call
+func ParseListSegmentsResponse(rsp *http.Response) (*ListSegmentsResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &ListSegmentsResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest SegmentList
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParsePutSegmentResponse parses an HTTP response from a PutSegmentWithResponse call
+func ParsePutSegmentResponse(rsp *http.Response) (*PutSegmentResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &PutSegmentResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest Segment
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 201:
+		var dest Segment
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON201 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
+		var dest SegmentConflictProblem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON409 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest PayloadTooLarge
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest UnsupportedMediaType
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest ValidationFailed
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 201:
+		var headers PutSegmentResponse201Headers
 		if values := rsp.Header.Values("Location"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "Location", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {

@@ -127,6 +127,150 @@ func (e FailurePolicy) Valid() bool {
 	}
 }
 
+// Defines values for FlagEvaluationErrorCode.
+const (
+	FlagErrorFlagNotFound        FlagEvaluationErrorCode = "FLAG_NOT_FOUND"
+	FlagErrorGeneral             FlagEvaluationErrorCode = "GENERAL"
+	FlagErrorInvalidContext      FlagEvaluationErrorCode = "INVALID_CONTEXT"
+	FlagErrorParse               FlagEvaluationErrorCode = "PARSE_ERROR"
+	FlagErrorTargetingKeyMissing FlagEvaluationErrorCode = "TARGETING_KEY_MISSING"
+	FlagErrorTypeMismatch        FlagEvaluationErrorCode = "TYPE_MISMATCH"
+)
+
+// Valid indicates whether the value is a known member of the FlagEvaluationErrorCode enum.
+func (e FlagEvaluationErrorCode) Valid() bool {
+	switch e {
+	case FlagErrorFlagNotFound:
+		return true
+	case FlagErrorGeneral:
+		return true
+	case FlagErrorInvalidContext:
+		return true
+	case FlagErrorParse:
+		return true
+	case FlagErrorTargetingKeyMissing:
+		return true
+	case FlagErrorTypeMismatch:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for FlagEvaluationReason.
+const (
+	FlagReasonDefault        FlagEvaluationReason = "DEFAULT"
+	FlagReasonDisabled       FlagEvaluationReason = "DISABLED"
+	FlagReasonError          FlagEvaluationReason = "ERROR"
+	FlagReasonSplit          FlagEvaluationReason = "SPLIT"
+	FlagReasonStatic         FlagEvaluationReason = "STATIC"
+	FlagReasonTargetingMatch FlagEvaluationReason = "TARGETING_MATCH"
+)
+
+// Valid indicates whether the value is a known member of the FlagEvaluationReason enum.
+func (e FlagEvaluationReason) Valid() bool {
+	switch e {
+	case FlagReasonDefault:
+		return true
+	case FlagReasonDisabled:
+		return true
+	case FlagReasonError:
+		return true
+	case FlagReasonSplit:
+		return true
+	case FlagReasonStatic:
+		return true
+	case FlagReasonTargetingMatch:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for FlagOperator.
+const (
+	FlagOpContains   FlagOperator = "contains"
+	FlagOpEndsWith   FlagOperator = "ends_with"
+	FlagOpEquals     FlagOperator = "equals"
+	FlagOpGt         FlagOperator = "gt"
+	FlagOpGte        FlagOperator = "gte"
+	FlagOpIn         FlagOperator = "in"
+	FlagOpLt         FlagOperator = "lt"
+	FlagOpLte        FlagOperator = "lte"
+	FlagOpMatches    FlagOperator = "matches"
+	FlagOpNotEquals  FlagOperator = "not_equals"
+	FlagOpNotIn      FlagOperator = "not_in"
+	FlagOpSemverGt   FlagOperator = "semver_gt"
+	FlagOpSemverGte  FlagOperator = "semver_gte"
+	FlagOpSemverLt   FlagOperator = "semver_lt"
+	FlagOpSemverLte  FlagOperator = "semver_lte"
+	FlagOpStartsWith FlagOperator = "starts_with"
+)
+
+// Valid indicates whether the value is a known member of the FlagOperator enum.
+func (e FlagOperator) Valid() bool {
+	switch e {
+	case FlagOpContains:
+		return true
+	case FlagOpEndsWith:
+		return true
+	case FlagOpEquals:
+		return true
+	case FlagOpGt:
+		return true
+	case FlagOpGte:
+		return true
+	case FlagOpIn:
+		return true
+	case FlagOpLt:
+		return true
+	case FlagOpLte:
+		return true
+	case FlagOpMatches:
+		return true
+	case FlagOpNotEquals:
+		return true
+	case FlagOpNotIn:
+		return true
+	case FlagOpSemverGt:
+		return true
+	case FlagOpSemverGte:
+		return true
+	case FlagOpSemverLt:
+		return true
+	case FlagOpSemverLte:
+		return true
+	case FlagOpStartsWith:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for FlagType.
+const (
+	FlagTypeBoolean FlagType = "boolean"
+	FlagTypeNumber  FlagType = "number"
+	FlagTypeObject  FlagType = "object"
+	FlagTypeString  FlagType = "string"
+)
+
+// Valid indicates whether the value is a known member of the FlagType enum.
+func (e FlagType) Valid() bool {
+	switch e {
+	case FlagTypeBoolean:
+		return true
+	case FlagTypeNumber:
+		return true
+	case FlagTypeObject:
+		return true
+	case FlagTypeString:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for NginxDriverConfigType.
 const (
 	Nginx NginxDriverConfigType = "nginx"
@@ -529,6 +673,38 @@ type CreateEnvironmentRequest struct {
 	Tier *Tier `json:"tier,omitempty"`
 }
 
+// CreateFlagRequest defines model for CreateFlagRequest.
+type CreateFlagRequest struct {
+	// DefaultVariant The variant served when no rule decides otherwise and the environment's default rollout is left empty.
+	DefaultVariant string `json:"default_variant"`
+
+	// Description What the flag is for, for people.
+	Description *string `json:"description,omitempty"`
+
+	// Key A flag key, segment key or variant name: 1 to 128 letters, digits,
+	// `_`, `.` or `-`, starting with a letter or digit.
+	//
+	//
+	// Example: new-checkout
+	Key FeatureKey `json:"key"`
+
+	// OffVariant The variant served while the flag is off; left out or empty, the default variant.
+	OffVariant *string `json:"off_variant,omitempty"`
+
+	// Salt Mixed into the bucketing of percentage rollouts; empty by default. Changing it reshuffles every user.
+	Salt *string `json:"salt,omitempty"`
+
+	// Type The type of every variant value of a flag, named after OpenFeature's resolution methods.
+	Type FlagType `json:"type"`
+
+	// Variants The flag's variants: each name maps to its value, which must be of
+	// the flag's type.
+	//
+	//
+	// Example: {"off":false,"on":true}
+	Variants FlagVariants `json:"variants"`
+}
+
 // CreateRunRequest defines model for CreateRunRequest.
 type CreateRunRequest struct {
 	// Params Strategy parameters overriding the environment's defaults field
@@ -711,8 +887,25 @@ type EnvironmentList struct {
 	NextCursor *string `json:"next_cursor,omitempty"`
 }
 
+// EvaluateFlagRequest defines model for EvaluateFlagRequest.
+type EvaluateFlagRequest struct {
+	// Context The OpenFeature evaluation context: the user's attributes, with
+	// their identity as a string under `targetingKey`. Left out, the
+	// context is empty.
+	//
+	//
+	// Example: {"email":"ada@example.com","targetingKey":"u-42"}
+	Context *map[string]interface{} `json:"context,omitempty"`
+}
+
 // FailurePolicy What happens to a run whose metric source keeps failing or whose driver keeps erroring.
 type FailurePolicy string
+
+// FeatureKey A flag key, segment key or variant name: 1 to 128 letters, digits,
+// `_`, `.` or `-`, starting with a letter or digit.
+//
+// Example: new-checkout
+type FeatureKey = string
 
 // FieldError One problem with one field of a request.
 type FieldError struct {
@@ -722,6 +915,326 @@ type FieldError struct {
 	// Message What is wrong and what would be right.
 	Message string `json:"message"`
 }
+
+// Flag A feature flag of an app with its state in each environment.
+type Flag struct {
+	CreatedAt      time.Time `json:"created_at"`
+	DefaultVariant string    `json:"default_variant"`
+	Description    string    `json:"description"`
+
+	// Environments The flag's state in each environment of the app, ordered by environment name.
+	Environments []FlagEnvironment `json:"environments"`
+
+	// Key A flag key, segment key or variant name: 1 to 128 letters, digits,
+	// `_`, `.` or `-`, starting with a letter or digit.
+	//
+	//
+	// Example: new-checkout
+	Key FeatureKey `json:"key"`
+
+	// OffVariant The variant served while the flag is off; empty means the default variant.
+	OffVariant string `json:"off_variant"`
+
+	// Salt Mixed into the bucketing of percentage rollouts; usually empty.
+	Salt string `json:"salt"`
+
+	// Type The type of every variant value of a flag, named after OpenFeature's resolution methods.
+	Type      FlagType  `json:"type"`
+	UpdatedAt time.Time `json:"updated_at"`
+
+	// Variants The flag's variants: each name maps to its value, which must be of
+	// the flag's type.
+	//
+	//
+	// Example: {"off":false,"on":true}
+	Variants FlagVariants `json:"variants"`
+
+	// Version Grows with every change of the definition; send it back to change the definition.
+	Version int64 `json:"version"`
+}
+
+// FlagClause Compares one attribute of the evaluation context with the values. An
+// attribute that is missing, or of a type the operator does not
+// compare, never matches, not even for `not_equals` and `not_in`.
+type FlagClause struct {
+	// Attribute A top-level key of the evaluation context, such as `email`, `plan` or `targetingKey`.
+	//
+	// Example: email
+	Attribute string `json:"attribute"`
+
+	// Op `equals`, `not_equals`, `in` and `not_in` compare text, numbers or
+	// booleans; `starts_with`, `ends_with` and `contains` text; `matches`
+	// RE2 regular expressions; `gt`, `gte`, `lt` and `lte` numbers; the
+	// `semver_` operators versions such as `2.4.0`.
+	Op FlagOperator `json:"op"`
+
+	// Values What the attribute is compared with: one value for `equals`,
+	// `not_equals`, the number and the `semver_` operators; one or
+	// more for the others.
+	//
+	//
+	// Example: ["@example.com"]
+	Values []interface{} `json:"values"`
+}
+
+// FlagConflictProblem A lost compare-and-swap on a flag's definition, with the flag as it is now.
+type FlagConflictProblem struct {
+	// Current A feature flag of an app with its state in each environment.
+	Current Flag `json:"current"`
+
+	// Detail What went wrong with this request, for people.
+	Detail *string `json:"detail,omitempty"`
+
+	// Status The HTTP status code.
+	//
+	// Example: 404
+	Status int `json:"status"`
+
+	// Title The HTTP status text.
+	//
+	// Example: Not Found
+	Title string `json:"title"`
+
+	// Type Always `about:blank`; `status` and `title` say what went wrong.
+	//
+	// Example: about:blank
+	Type string `json:"type"`
+}
+
+// FlagEnvironment A feature flag's state in one environment.
+type FlagEnvironment struct {
+	// Configured False when the flag was never configured in the environment; it is then off there, and `version` is 0.
+	Configured bool `json:"configured"`
+
+	// DefaultRollout What users get: one `variant`, or a `rollout` over variants; left
+	// empty, the flag's default variant.
+	DefaultRollout FlagServe `json:"default_rollout"`
+
+	// Enabled The kill switch; while false every user gets the off variant.
+	Enabled bool `json:"enabled"`
+
+	// Environment 1 to 63 lowercase letters, digits and hyphens, starting and ending with
+	// a letter or digit, as in a DNS label.
+	//
+	//
+	// Example: checkout
+	Environment Slug `json:"environment"`
+
+	// Rules The targeting rules, tried in order; the first that matches decides.
+	Rules []FlagRule `json:"rules"`
+
+	// Summary What the flag serves there, in one line, for people.
+	//
+	// Example: on, 2 rules, default 5% on / 95% off
+	Summary string `json:"summary"`
+
+	// UpdatedAt When the state was last changed; null when it was never configured.
+	UpdatedAt *time.Time `json:"updated_at"`
+
+	// UpdatedBy Who changed it last, such as `token:ci` or `user:alice`; null when it was never configured.
+	UpdatedBy *string `json:"updated_by"`
+
+	// Version Grows with every change of the state; send it back to set the state.
+	Version int64 `json:"version"`
+}
+
+// FlagEnvironmentSummary A feature flag's state in one environment, in short.
+type FlagEnvironmentSummary struct {
+	Configured bool `json:"configured"`
+	Enabled    bool `json:"enabled"`
+
+	// Environment 1 to 63 lowercase letters, digits and hyphens, starting and ending with
+	// a letter or digit, as in a DNS label.
+	//
+	//
+	// Example: checkout
+	Environment Slug `json:"environment"`
+
+	// Summary Example: on, 2 rules, default 5% on / 95% off
+	Summary string `json:"summary"`
+	Version int64  `json:"version"`
+}
+
+// FlagEvaluation What one user gets from a flag in one environment, and why.
+type FlagEvaluation struct {
+	// Configured False when the flag was never configured in the environment, where it is then off.
+	Configured bool `json:"configured"`
+
+	// Environment 1 to 63 lowercase letters, digits and hyphens, starting and ending with
+	// a letter or digit, as in a DNS label.
+	//
+	//
+	// Example: checkout
+	Environment Slug `json:"environment"`
+
+	// ErrorCode Why the flag could not be evaluated, with reason `ERROR`.
+	ErrorCode    *FlagEvaluationErrorCode `json:"error_code,omitempty"`
+	ErrorMessage *string                  `json:"error_message,omitempty"`
+
+	// Flag A flag key, segment key or variant name: 1 to 128 letters, digits,
+	// `_`, `.` or `-`, starting with a letter or digit.
+	//
+	//
+	// Example: new-checkout
+	Flag FeatureKey `json:"flag"`
+
+	// Reason `TARGETING_MATCH`: a rule serving a variant matched; `SPLIT`: a
+	// percentage rollout decided, of a rule or of the default rollout;
+	// `DEFAULT`: no rule matched; `STATIC`: there are no rules and no
+	// rollout; `DISABLED`: the flag is off; `ERROR`: see `error_code`.
+	//
+	//
+	// Example: TARGETING_MATCH
+	Reason FlagEvaluationReason `json:"reason"`
+
+	// Rule The name of the rule that matched, when one did.
+	//
+	// Example: staff
+	Rule *string `json:"rule,omitempty"`
+
+	// StateVersion The version of the state the answer was computed from; 0 when not configured.
+	StateVersion int64 `json:"state_version"`
+
+	// Value The variant's value; absent for an error.
+	//
+	// Example: true
+	Value interface{} `json:"value,omitempty"`
+
+	// Variant The variant served; absent for an error.
+	//
+	// Example: on
+	Variant *string `json:"variant,omitempty"`
+}
+
+// FlagEvaluationErrorCode Why the flag could not be evaluated, with reason `ERROR`.
+type FlagEvaluationErrorCode string
+
+// FlagEvaluationReason `TARGETING_MATCH`: a rule serving a variant matched; `SPLIT`: a
+// percentage rollout decided, of a rule or of the default rollout;
+// `DEFAULT`: no rule matched; `STATIC`: there are no rules and no
+// rollout; `DISABLED`: the flag is off; `ERROR`: see `error_code`.
+//
+// Example: TARGETING_MATCH
+type FlagEvaluationReason string
+
+// FlagEvent One change to a flag.
+type FlagEvent struct {
+	// Actor Who made the change, such as `token:ci`, `user:alice` or `system`.
+	Actor string    `json:"actor"`
+	At    time.Time `json:"at"`
+
+	// Environment The environment the change is about; null for a change of the definition, which concerns every environment.
+	Environment *Slug `json:"environment"`
+	Id          int64 `json:"id"`
+
+	// Payload What the flag became, such as `definition`, `state` or `was_enabled`, with the new `version`.
+	Payload map[string]interface{} `json:"payload"`
+
+	// Type `flag.created`, `flag.updated`, `flag.state_changed`, `flag.killed`, or another kind added later.
+	//
+	// Example: flag.killed
+	Type string `json:"type"`
+}
+
+// FlagEventList defines model for FlagEventList.
+type FlagEventList struct {
+	Items []FlagEvent `json:"items"`
+
+	// NextCursor Present when there are older events; pass it as `cursor` for the next page.
+	NextCursor *string `json:"next_cursor,omitempty"`
+}
+
+// FlagList defines model for FlagList.
+type FlagList struct {
+	Items []FlagListItem `json:"items"`
+
+	// NextCursor Present when there are more flags; pass it as `cursor` for the next page.
+	NextCursor *string `json:"next_cursor,omitempty"`
+}
+
+// FlagListItem A feature flag with its state in each environment, in short.
+type FlagListItem struct {
+	DefaultVariant string                   `json:"default_variant"`
+	Description    string                   `json:"description"`
+	Environments   []FlagEnvironmentSummary `json:"environments"`
+
+	// Key A flag key, segment key or variant name: 1 to 128 letters, digits,
+	// `_`, `.` or `-`, starting with a letter or digit.
+	//
+	//
+	// Example: new-checkout
+	Key FeatureKey `json:"key"`
+
+	// Type The type of every variant value of a flag, named after OpenFeature's resolution methods.
+	Type      FlagType  `json:"type"`
+	UpdatedAt time.Time `json:"updated_at"`
+	Version   int64     `json:"version"`
+}
+
+// FlagOperator `equals`, `not_equals`, `in` and `not_in` compare text, numbers or
+// booleans; `starts_with`, `ends_with` and `contains` text; `matches`
+// RE2 regular expressions; `gt`, `gte`, `lt` and `lte` numbers; the
+// `semver_` operators versions such as `2.4.0`.
+type FlagOperator string
+
+// FlagRule A targeting rule: it matches the users in its `segment` (when given)
+// for whom every clause matches (a rule without either matches
+// everyone), and serves them either `variant` or a `rollout`.
+type FlagRule struct {
+	Clauses *[]FlagClause `json:"clauses,omitempty"`
+
+	// Name Unique among the flag's rules in the environment; evaluations report it.
+	Name string `json:"name"`
+
+	// Rollout The percentage rollout matching users get; not together with `variant`.
+	Rollout *[]WeightedVariant `json:"rollout,omitempty"`
+
+	// Segment The key of a segment of the app the user must be in.
+	Segment *FeatureKey `json:"segment,omitempty"`
+
+	// Variant The variant matching users get; not together with `rollout`.
+	Variant *string `json:"variant,omitempty"`
+}
+
+// FlagServe What users get: one `variant`, or a `rollout` over variants; left
+// empty, the flag's default variant.
+type FlagServe struct {
+	Rollout *[]WeightedVariant `json:"rollout,omitempty"`
+	Variant *string            `json:"variant,omitempty"`
+}
+
+// FlagStateConflictProblem A lost compare-and-swap on a flag's state, with the state as it is now.
+type FlagStateConflictProblem struct {
+	// Current A feature flag's state in one environment.
+	Current FlagEnvironment `json:"current"`
+
+	// Detail What went wrong with this request, for people.
+	Detail *string `json:"detail,omitempty"`
+
+	// Status The HTTP status code.
+	//
+	// Example: 404
+	Status int `json:"status"`
+
+	// Title The HTTP status text.
+	//
+	// Example: Not Found
+	Title string `json:"title"`
+
+	// Type Always `about:blank`; `status` and `title` say what went wrong.
+	//
+	// Example: about:blank
+	Type string `json:"type"`
+}
+
+// FlagType The type of every variant value of a flag, named after OpenFeature's resolution methods.
+type FlagType string
+
+// FlagVariants The flag's variants: each name maps to its value, which must be of
+// the flag's type.
+//
+// Example: {"off":false,"on":true}
+type FlagVariants map[string]interface{}
 
 // MetricsConfig Where the metrics that judge a run come from, chosen by `type`.
 type MetricsConfig = json.RawMessage
@@ -830,6 +1343,20 @@ type PushMetricsConfig struct {
 
 // PushMetricsConfigType defines model for PushMetricsConfig.Type.
 type PushMetricsConfigType string
+
+// PutSegmentRequest The segment, with the version it is based on.
+type PutSegmentRequest struct {
+	Clauses      *[]FlagClause `json:"clauses,omitempty"`
+	ExcludedKeys *[]string     `json:"excluded_keys,omitempty"`
+	IncludedKeys *[]string     `json:"included_keys,omitempty"`
+
+	// Key The segment's key; when given it must be the key in the path.
+	Key  *FeatureKey `json:"key,omitempty"`
+	Name *string     `json:"name,omitempty"`
+
+	// Version The segment's `version` as last read; 0 to create it.
+	Version int64 `json:"version"`
+}
 
 // RecreateParams defines model for RecreateParams.
 type RecreateParams struct {
@@ -1045,6 +1572,80 @@ type RunPhaseStatus string
 // are final.
 type RunState string
 
+// Segment A group of users shared by the flags of an app.
+type Segment struct {
+	Clauses   []FlagClause `json:"clauses"`
+	CreatedAt time.Time    `json:"created_at"`
+
+	// ExcludedKeys Targeting keys that are never in the segment; exclusion wins.
+	ExcludedKeys []string `json:"excluded_keys"`
+
+	// IncludedKeys Targeting keys that are always in the segment.
+	IncludedKeys []string `json:"included_keys"`
+
+	// Key A flag key, segment key or variant name: 1 to 128 letters, digits,
+	// `_`, `.` or `-`, starting with a letter or digit.
+	//
+	//
+	// Example: new-checkout
+	Key FeatureKey `json:"key"`
+
+	// Name The name shown to people; empty when not given.
+	Name      string    `json:"name"`
+	UpdatedAt time.Time `json:"updated_at"`
+
+	// Version Grows with every change; send it back to replace the segment.
+	Version int64 `json:"version"`
+}
+
+// SegmentConflictProblem A lost compare-and-swap on a segment, with the segment as it is now when there is one.
+type SegmentConflictProblem struct {
+	// Current A group of users shared by the flags of an app.
+	Current *Segment `json:"current,omitempty"`
+
+	// Detail What went wrong with this request, for people.
+	Detail *string `json:"detail,omitempty"`
+
+	// Status The HTTP status code.
+	//
+	// Example: 404
+	Status int `json:"status"`
+
+	// Title The HTTP status text.
+	//
+	// Example: Not Found
+	Title string `json:"title"`
+
+	// Type Always `about:blank`; `status` and `title` say what went wrong.
+	//
+	// Example: about:blank
+	Type string `json:"type"`
+}
+
+// SegmentList defines model for SegmentList.
+type SegmentList struct {
+	Items []Segment `json:"items"`
+
+	// NextCursor Present when there are more segments; pass it as `cursor` for the next page.
+	NextCursor *string `json:"next_cursor,omitempty"`
+}
+
+// SetFlagStateRequest The flag's new state in the environment, with the version it is based on.
+type SetFlagStateRequest struct {
+	// DefaultRollout What users get: one `variant`, or a `rollout` over variants; left
+	// empty, the flag's default variant.
+	DefaultRollout *FlagServe `json:"default_rollout,omitempty"`
+
+	// Enabled The kill switch; false serves the off variant to everyone.
+	Enabled bool `json:"enabled"`
+
+	// Rules The targeting rules, tried in order; left out, none.
+	Rules *[]FlagRule `json:"rules,omitempty"`
+
+	// Version The state's `version` as last read; 0 when the flag is not configured in the environment yet.
+	Version int64 `json:"version"`
+}
+
 // ShadowParams defines model for ShadowParams.
 type ShadowParams struct {
 	// Duration How long traffic is mirrored. Default 30m.
@@ -1162,6 +1763,34 @@ type UpdateEnvironmentRequest struct {
 	Tier *Tier `json:"tier,omitempty"`
 }
 
+// UpdateFlagRequest The new definition, with the version it is based on.
+type UpdateFlagRequest struct {
+	DefaultVariant string  `json:"default_variant"`
+	Description    *string `json:"description,omitempty"`
+
+	// Key The flag's key, which cannot change; when given it must be the key in the path.
+	Key *FeatureKey `json:"key,omitempty"`
+
+	// OffVariant Left out or empty, the default variant is served while the flag is off.
+	OffVariant *string `json:"off_variant,omitempty"`
+
+	// Salt Left out, the stored salt is kept; a new salt reshuffles every user of a percentage rollout.
+	Salt *string `json:"salt,omitempty"`
+
+	// Type The type of every variant value of a flag, named after OpenFeature's resolution methods.
+	Type FlagType `json:"type"`
+
+	// Variants The flag's variants: each name maps to its value, which must be of
+	// the flag's type.
+	//
+	//
+	// Example: {"off":false,"on":true}
+	Variants FlagVariants `json:"variants"`
+
+	// Version The flag's `version` as last read.
+	Version int64 `json:"version"`
+}
+
 // ValidationProblem A problem document that names every field at fault.
 type ValidationProblem struct {
 	// Detail What went wrong with this request, for people.
@@ -1228,6 +1857,16 @@ type WebhookDriverConfig struct {
 // WebhookDriverConfigType defines model for WebhookDriverConfig.Type.
 type WebhookDriverConfigType string
 
+// WeightedVariant One arm of a percentage rollout. Weights are percentages with at
+// most two decimals and total 100; users are bucketed by their
+// `targetingKey`, so each keeps their variant while a weight grows.
+type WeightedVariant struct {
+	Variant string `json:"variant"`
+
+	// Weight Example: 5
+	Weight float64 `json:"weight"`
+}
+
 // AppSlug 1 to 63 lowercase letters, digits and hyphens, starting and ending with
 // a letter or digit, as in a DNS label.
 //
@@ -1243,6 +1882,12 @@ type Cursor = string
 // Example: checkout
 type EnvironmentName = Slug
 
+// FlagKey A flag key, segment key or variant name: 1 to 128 letters, digits,
+// `_`, `.` or `-`, starting with a letter or digit.
+//
+// Example: new-checkout
+type FlagKey = FeatureKey
+
 // IdempotencyKey defines model for IdempotencyKey.
 type IdempotencyKey = string
 
@@ -1254,6 +1899,12 @@ type Limit = int
 
 // RunID defines model for RunID.
 type RunID = int64
+
+// SegmentKey A flag key, segment key or variant name: 1 to 128 letters, digits,
+// `_`, `.` or `-`, starting with a letter or digit.
+//
+// Example: new-checkout
+type SegmentKey = FeatureKey
 
 // BadRequest A problem document that names every field at fault.
 type BadRequest = ValidationProblem
@@ -1316,6 +1967,33 @@ type CreateRunParams struct {
 	IdempotencyKey *IdempotencyKey `json:"Idempotency-Key,omitempty"`
 }
 
+// ListFlagsParams defines parameters for ListFlags.
+type ListFlagsParams struct {
+	// Cursor The `next_cursor` of the page before; leave it out for the first page.
+	Cursor *Cursor `form:"cursor,omitempty" json:"cursor,omitempty"`
+
+	// Limit The most items to return.
+	Limit *Limit `form:"limit,omitempty" json:"limit,omitempty"`
+}
+
+// ListFlagHistoryParams defines parameters for ListFlagHistory.
+type ListFlagHistoryParams struct {
+	// Cursor The `next_cursor` of the page before; leave it out for the first page.
+	Cursor *Cursor `form:"cursor,omitempty" json:"cursor,omitempty"`
+
+	// Limit The most items to return.
+	Limit *Limit `form:"limit,omitempty" json:"limit,omitempty"`
+}
+
+// ListSegmentsParams defines parameters for ListSegments.
+type ListSegmentsParams struct {
+	// Cursor The `next_cursor` of the page before; leave it out for the first page.
+	Cursor *Cursor `form:"cursor,omitempty" json:"cursor,omitempty"`
+
+	// Limit The most items to return.
+	Limit *Limit `form:"limit,omitempty" json:"limit,omitempty"`
+}
+
 // ListRunsParams defines parameters for ListRuns.
 type ListRunsParams struct {
 	// App Only runs of the app with this slug.
@@ -1369,6 +2047,21 @@ type UpdateEnvironmentJSONRequestBody = UpdateEnvironmentRequest
 // CreateRunJSONRequestBody defines body for CreateRun for application/json ContentType.
 type CreateRunJSONRequestBody = CreateRunRequest
 
+// CreateFlagJSONRequestBody defines body for CreateFlag for application/json ContentType.
+type CreateFlagJSONRequestBody = CreateFlagRequest
+
+// UpdateFlagJSONRequestBody defines body for UpdateFlag for application/json ContentType.
+type UpdateFlagJSONRequestBody = UpdateFlagRequest
+
+// SetFlagStateJSONRequestBody defines body for SetFlagState for application/json ContentType.
+type SetFlagStateJSONRequestBody = SetFlagStateRequest
+
+// EvaluateFlagJSONRequestBody defines body for EvaluateFlag for application/json ContentType.
+type EvaluateFlagJSONRequestBody = EvaluateFlagRequest
+
+// PutSegmentJSONRequestBody defines body for PutSegment for application/json ContentType.
+type PutSegmentJSONRequestBody = PutSegmentRequest
+
 // ActOnRunJSONRequestBody defines body for ActOnRun for application/json ContentType.
 type ActOnRunJSONRequestBody = RunActionRequest
 
@@ -1407,6 +2100,36 @@ type ServerInterface interface {
 	// CreateRun Start a run
 	// (POST /api/v1/apps/{app}/environments/{env}/runs)
 	CreateRun(ctx echo.Context, app AppSlug, env EnvironmentName, params CreateRunParams) error
+	// ListFlags List the feature flags of an app
+	// (GET /api/v1/apps/{app}/flags)
+	ListFlags(ctx echo.Context, app AppSlug, params ListFlagsParams) error
+	// CreateFlag Create a feature flag
+	// (POST /api/v1/apps/{app}/flags)
+	CreateFlag(ctx echo.Context, app AppSlug) error
+	// GetFlag Read a feature flag
+	// (GET /api/v1/apps/{app}/flags/{flag})
+	GetFlag(ctx echo.Context, app AppSlug, flag FlagKey) error
+	// UpdateFlag Replace a feature flag's definition
+	// (PUT /api/v1/apps/{app}/flags/{flag})
+	UpdateFlag(ctx echo.Context, app AppSlug, flag FlagKey) error
+	// SetFlagState Set a feature flag's state in an environment
+	// (PUT /api/v1/apps/{app}/flags/{flag}/environments/{env})
+	SetFlagState(ctx echo.Context, app AppSlug, flag FlagKey, env EnvironmentName) error
+	// EvaluateFlag See what a user would get from a feature flag
+	// (POST /api/v1/apps/{app}/flags/{flag}/environments/{env}/evaluate)
+	EvaluateFlag(ctx echo.Context, app AppSlug, flag FlagKey, env EnvironmentName) error
+	// KillFlag Turn a feature flag off in an environment (the kill switch)
+	// (POST /api/v1/apps/{app}/flags/{flag}/environments/{env}/kill)
+	KillFlag(ctx echo.Context, app AppSlug, flag FlagKey, env EnvironmentName) error
+	// ListFlagHistory Read a feature flag's history
+	// (GET /api/v1/apps/{app}/flags/{flag}/history)
+	ListFlagHistory(ctx echo.Context, app AppSlug, flag FlagKey, params ListFlagHistoryParams) error
+	// ListSegments List the segments of an app
+	// (GET /api/v1/apps/{app}/segments)
+	ListSegments(ctx echo.Context, app AppSlug, params ListSegmentsParams) error
+	// PutSegment Create or replace a segment
+	// (PUT /api/v1/apps/{app}/segments/{segment})
+	PutSegment(ctx echo.Context, app AppSlug, segment SegmentKey) error
 	// ListRuns List runs
 	// (GET /api/v1/runs)
 	ListRuns(ctx echo.Context, params ListRunsParams) error
@@ -1674,6 +2397,294 @@ func (w *ServerInterfaceWrapper) CreateRun(ctx echo.Context) error {
 	return err
 }
 
+// ListFlags converts echo context to params.
+func (w *ServerInterfaceWrapper) ListFlags(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "app" -------------
+	var app AppSlug
+
+	err = runtime.BindStyledParameterWithOptions("simple", "app", ctx.Param("app"), &app, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter app: %s", err))
+	}
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params ListFlagsParams
+	// ------------- Optional query parameter "cursor" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "cursor", ctx.QueryParams(), &params.Cursor, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter cursor: %s", err))
+	}
+
+	// ------------- Optional query parameter "limit" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "limit", ctx.QueryParams(), &params.Limit, runtime.BindQueryParameterOptions{Type: "integer", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter limit: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.ListFlags(ctx, app, params)
+	return err
+}
+
+// CreateFlag converts echo context to params.
+func (w *ServerInterfaceWrapper) CreateFlag(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "app" -------------
+	var app AppSlug
+
+	err = runtime.BindStyledParameterWithOptions("simple", "app", ctx.Param("app"), &app, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter app: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.CreateFlag(ctx, app)
+	return err
+}
+
+// GetFlag converts echo context to params.
+func (w *ServerInterfaceWrapper) GetFlag(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "app" -------------
+	var app AppSlug
+
+	err = runtime.BindStyledParameterWithOptions("simple", "app", ctx.Param("app"), &app, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter app: %s", err))
+	}
+
+	// ------------- Path parameter "flag" -------------
+	var flag FlagKey
+
+	err = runtime.BindStyledParameterWithOptions("simple", "flag", ctx.Param("flag"), &flag, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter flag: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.GetFlag(ctx, app, flag)
+	return err
+}
+
+// UpdateFlag converts echo context to params.
+func (w *ServerInterfaceWrapper) UpdateFlag(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "app" -------------
+	var app AppSlug
+
+	err = runtime.BindStyledParameterWithOptions("simple", "app", ctx.Param("app"), &app, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter app: %s", err))
+	}
+
+	// ------------- Path parameter "flag" -------------
+	var flag FlagKey
+
+	err = runtime.BindStyledParameterWithOptions("simple", "flag", ctx.Param("flag"), &flag, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter flag: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.UpdateFlag(ctx, app, flag)
+	return err
+}
+
+// SetFlagState converts echo context to params.
+func (w *ServerInterfaceWrapper) SetFlagState(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "app" -------------
+	var app AppSlug
+
+	err = runtime.BindStyledParameterWithOptions("simple", "app", ctx.Param("app"), &app, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter app: %s", err))
+	}
+
+	// ------------- Path parameter "flag" -------------
+	var flag FlagKey
+
+	err = runtime.BindStyledParameterWithOptions("simple", "flag", ctx.Param("flag"), &flag, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter flag: %s", err))
+	}
+
+	// ------------- Path parameter "env" -------------
+	var env EnvironmentName
+
+	err = runtime.BindStyledParameterWithOptions("simple", "env", ctx.Param("env"), &env, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter env: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.SetFlagState(ctx, app, flag, env)
+	return err
+}
+
+// EvaluateFlag converts echo context to params.
+func (w *ServerInterfaceWrapper) EvaluateFlag(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "app" -------------
+	var app AppSlug
+
+	err = runtime.BindStyledParameterWithOptions("simple", "app", ctx.Param("app"), &app, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter app: %s", err))
+	}
+
+	// ------------- Path parameter "flag" -------------
+	var flag FlagKey
+
+	err = runtime.BindStyledParameterWithOptions("simple", "flag", ctx.Param("flag"), &flag, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter flag: %s", err))
+	}
+
+	// ------------- Path parameter "env" -------------
+	var env EnvironmentName
+
+	err = runtime.BindStyledParameterWithOptions("simple", "env", ctx.Param("env"), &env, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter env: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.EvaluateFlag(ctx, app, flag, env)
+	return err
+}
+
+// KillFlag converts echo context to params.
+func (w *ServerInterfaceWrapper) KillFlag(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "app" -------------
+	var app AppSlug
+
+	err = runtime.BindStyledParameterWithOptions("simple", "app", ctx.Param("app"), &app, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter app: %s", err))
+	}
+
+	// ------------- Path parameter "flag" -------------
+	var flag FlagKey
+
+	err = runtime.BindStyledParameterWithOptions("simple", "flag", ctx.Param("flag"), &flag, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter flag: %s", err))
+	}
+
+	// ------------- Path parameter "env" -------------
+	var env EnvironmentName
+
+	err = runtime.BindStyledParameterWithOptions("simple", "env", ctx.Param("env"), &env, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter env: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.KillFlag(ctx, app, flag, env)
+	return err
+}
+
+// ListFlagHistory converts echo context to params.
+func (w *ServerInterfaceWrapper) ListFlagHistory(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "app" -------------
+	var app AppSlug
+
+	err = runtime.BindStyledParameterWithOptions("simple", "app", ctx.Param("app"), &app, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter app: %s", err))
+	}
+
+	// ------------- Path parameter "flag" -------------
+	var flag FlagKey
+
+	err = runtime.BindStyledParameterWithOptions("simple", "flag", ctx.Param("flag"), &flag, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter flag: %s", err))
+	}
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params ListFlagHistoryParams
+	// ------------- Optional query parameter "cursor" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "cursor", ctx.QueryParams(), &params.Cursor, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter cursor: %s", err))
+	}
+
+	// ------------- Optional query parameter "limit" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "limit", ctx.QueryParams(), &params.Limit, runtime.BindQueryParameterOptions{Type: "integer", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter limit: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.ListFlagHistory(ctx, app, flag, params)
+	return err
+}
+
+// ListSegments converts echo context to params.
+func (w *ServerInterfaceWrapper) ListSegments(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "app" -------------
+	var app AppSlug
+
+	err = runtime.BindStyledParameterWithOptions("simple", "app", ctx.Param("app"), &app, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter app: %s", err))
+	}
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params ListSegmentsParams
+	// ------------- Optional query parameter "cursor" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "cursor", ctx.QueryParams(), &params.Cursor, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter cursor: %s", err))
+	}
+
+	// ------------- Optional query parameter "limit" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "limit", ctx.QueryParams(), &params.Limit, runtime.BindQueryParameterOptions{Type: "integer", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter limit: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.ListSegments(ctx, app, params)
+	return err
+}
+
+// PutSegment converts echo context to params.
+func (w *ServerInterfaceWrapper) PutSegment(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "app" -------------
+	var app AppSlug
+
+	err = runtime.BindStyledParameterWithOptions("simple", "app", ctx.Param("app"), &app, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter app: %s", err))
+	}
+
+	// ------------- Path parameter "segment" -------------
+	var segment SegmentKey
+
+	err = runtime.BindStyledParameterWithOptions("simple", "segment", ctx.Param("segment"), &segment, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter segment: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.PutSegment(ctx, app, segment)
+	return err
+}
+
 // ListRuns converts echo context to params.
 func (w *ServerInterfaceWrapper) ListRuns(ctx echo.Context) error {
 	var err error
@@ -1918,6 +2929,16 @@ func RegisterHandlersWithOptions(router EchoRouter, si ServerInterface, options 
 	router.GET(options.BaseURL+"/api/v1/apps/:app/environments/:env", wrapper.GetEnvironment, options.OperationMiddlewares["getEnvironment"]...)
 	router.PATCH(options.BaseURL+"/api/v1/apps/:app/environments/:env", wrapper.UpdateEnvironment, options.OperationMiddlewares["updateEnvironment"]...)
 	router.POST(options.BaseURL+"/api/v1/apps/:app/environments/:env/runs", wrapper.CreateRun, options.OperationMiddlewares["createRun"]...)
+	router.GET(options.BaseURL+"/api/v1/apps/:app/flags", wrapper.ListFlags, options.OperationMiddlewares["listFlags"]...)
+	router.POST(options.BaseURL+"/api/v1/apps/:app/flags", wrapper.CreateFlag, options.OperationMiddlewares["createFlag"]...)
+	router.GET(options.BaseURL+"/api/v1/apps/:app/flags/:flag", wrapper.GetFlag, options.OperationMiddlewares["getFlag"]...)
+	router.PUT(options.BaseURL+"/api/v1/apps/:app/flags/:flag", wrapper.UpdateFlag, options.OperationMiddlewares["updateFlag"]...)
+	router.PUT(options.BaseURL+"/api/v1/apps/:app/flags/:flag/environments/:env", wrapper.SetFlagState, options.OperationMiddlewares["setFlagState"]...)
+	router.POST(options.BaseURL+"/api/v1/apps/:app/flags/:flag/environments/:env/kill", wrapper.KillFlag, options.OperationMiddlewares["killFlag"]...)
+	router.POST(options.BaseURL+"/api/v1/apps/:app/flags/:flag/environments/:env/evaluate", wrapper.EvaluateFlag, options.OperationMiddlewares["evaluateFlag"]...)
+	router.GET(options.BaseURL+"/api/v1/apps/:app/flags/:flag/history", wrapper.ListFlagHistory, options.OperationMiddlewares["listFlagHistory"]...)
+	router.GET(options.BaseURL+"/api/v1/apps/:app/segments", wrapper.ListSegments, options.OperationMiddlewares["listSegments"]...)
+	router.PUT(options.BaseURL+"/api/v1/apps/:app/segments/:segment", wrapper.PutSegment, options.OperationMiddlewares["putSegment"]...)
 	router.GET(options.BaseURL+"/api/v1/runs", wrapper.ListRuns, options.OperationMiddlewares["listRuns"]...)
 	router.GET(options.BaseURL+"/api/v1/runs/:id", wrapper.GetRun, options.OperationMiddlewares["getRun"]...)
 	router.POST(options.BaseURL+"/api/v1/runs/:id/actions/:action", wrapper.ActOnRun, options.OperationMiddlewares["actOnRun"]...)
