@@ -46,7 +46,7 @@ func apiAuth(tokens TokenLookup) echo.MiddlewareFunc {
 // admin.
 func scopeFor(c echo.Context) auth.Scope {
 	switch {
-	case c.Path() == metricsRoute:
+	case c.Path() == metricsRoute || c.Path() == flagRolloutMetricsRoute:
 		return auth.ScopeMetrics
 	case c.Request().Method == http.MethodGet || c.Request().Method == http.MethodHead:
 		return auth.ScopeRead

@@ -55,7 +55,7 @@ const (
 // which is released by the people who deploy and so needs the deploy scope.
 func isFlagWriteRoute(route string) bool {
 	switch route {
-	case flagsRoute, flagRoute, flagStateRoute, flagKillRoute, segmentRoute:
+	case flagsRoute, flagRoute, flagStateRoute, flagKillRoute, segmentRoute, flagRolloutRoute, flagRolloutCancelRoute:
 		return true
 	}
 	return false

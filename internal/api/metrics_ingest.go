@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"mime"
 	"net/http"
 	"strconv"
@@ -43,21 +42,9 @@ func (h *metricsIngestHandlers) ingestMetrics(c echo.Context) error {
 	if err != nil || runID <= 0 {
 		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("run id %q is not a positive whole number", c.Param("id")))
 	}
-	if !isJSON(c.Request().Header.Get(echo.HeaderContentType)) {
-		return echo.NewHTTPError(http.StatusUnsupportedMediaType, "send the samples as application/json")
-	}
-	body, err := io.ReadAll(http.MaxBytesReader(c.Response(), c.Request().Body, MaxMetricsBody))
-	var tooLarge *http.MaxBytesError
-	if errors.As(err, &tooLarge) {
-		return echo.NewHTTPError(http.StatusRequestEntityTooLarge,
-			fmt.Sprintf("the body is larger than %d MB; send the samples in smaller batches", MaxMetricsBody>>20))
-	}
+	batch, err := readMetricBatch(c)
 	if err != nil {
-		return echo.NewHTTPError(http.StatusBadRequest, "reading the body: "+err.Error())
-	}
-	batch, err := push.DecodeBatch(body)
-	if err != nil {
-		return echo.NewHTTPError(http.StatusBadRequest, err.Error())
+		return err
 	}
 
 	res, err := h.ingest.Ingest(c.Request().Context(), runID, batch)
@@ -68,6 +55,12 @@ func (h *metricsIngestHandlers) ingestMetrics(c echo.Context) error {
 		return fmt.Errorf("ingesting metrics of run %d: %w", runID, err)
 	}
 
+	return answerIngest(c, res)
+}
+
+// answerIngest answers a pushed batch: 200 with the result when at least
+// one sample was kept, else 422 naming every sample and why.
+func answerIngest(c echo.Context, res push.Result) error {
 	if res.Accepted == 0 {
 		// Nothing was kept, so this is an error, but the client still
 		// needs to know what was wrong with each sample.

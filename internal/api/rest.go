@@ -16,6 +16,7 @@ import (
 // store; *store.Store implements it.
 type ResourceStore interface {
 	FlagStore
+	FlagRolloutStore
 	CreateApp(ctx context.Context, a store.NewApp) (store.App, error)
 	App(ctx context.Context, slug string) (store.App, error)
 	ListApps(ctx context.Context, afterSlug string, limit int) ([]store.App, error)

@@ -253,6 +253,30 @@ func (e FlagOperator) Valid() bool {
 	}
 }
 
+// Defines values for FlagRolloutState.
+const (
+	FlagRolloutStateCancelled  FlagRolloutState = "cancelled"
+	FlagRolloutStateCompleted  FlagRolloutState = "completed"
+	FlagRolloutStateRolledBack FlagRolloutState = "rolled_back"
+	FlagRolloutStateRunning    FlagRolloutState = "running"
+)
+
+// Valid indicates whether the value is a known member of the FlagRolloutState enum.
+func (e FlagRolloutState) Valid() bool {
+	switch e {
+	case FlagRolloutStateCancelled:
+		return true
+	case FlagRolloutStateCompleted:
+		return true
+	case FlagRolloutStateRolledBack:
+		return true
+	case FlagRolloutStateRunning:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for FlagType.
 const (
 	FlagTypeBoolean FlagType = "boolean"
@@ -1254,6 +1278,74 @@ type FlagListItem struct {
 // `semver_` operators versions such as `2.4.0`.
 type FlagOperator string
 
+// FlagRollout A guarded rollout of one variant of a flag in one environment.
+type FlagRollout struct {
+	ControlVariant string    `json:"control_variant"`
+	CreatedAt      time.Time `json:"created_at"`
+
+	// Decision The latest decision record (verdict, explanation, metrics by variant); absent before the first check.
+	Decision *map[string]interface{} `json:"decision,omitempty"`
+
+	// Environment 1 to 63 lowercase letters, digits and hyphens, starting and ending with
+	// a letter or digit, as in a DNS label.
+	//
+	//
+	// Example: checkout
+	Environment Slug `json:"environment"`
+
+	// FinishedAt When the rollout ended; absent while it runs.
+	FinishedAt  *time.Time `json:"finished_at,omitempty"`
+	Flag        string     `json:"flag"`
+	Id          int64      `json:"id"`
+	NextCheckAt time.Time  `json:"next_check_at"`
+
+	// Outcome The sentence that ended the rollout; absent while it runs.
+	Outcome *string `json:"outcome,omitempty"`
+
+	// Percent The share of users (no rule matches) served `variant` now.
+	Percent   float64          `json:"percent"`
+	StartedBy string           `json:"started_by"`
+	State     FlagRolloutState `json:"state"`
+
+	// Step The index of the current step in `steps`.
+	Step int `json:"step"`
+
+	// StepBake A length of time such as `"90s"`, `"5m"`, `"1h30m"`, `"24h"` or `"3d"`; a day is always 24 hours.
+	//
+	// Example: 5m
+	StepBake      Duration  `json:"step_bake"`
+	StepStartedAt time.Time `json:"step_started_at"`
+	Steps         []float64 `json:"steps"`
+	Variant       string    `json:"variant"`
+}
+
+// FlagRolloutState defines model for FlagRollout.State.
+type FlagRolloutState string
+
+// FlagRolloutConflictProblem defines model for FlagRolloutConflictProblem.
+type FlagRolloutConflictProblem struct {
+	// Current A guarded rollout of one variant of a flag in one environment.
+	Current FlagRollout `json:"current"`
+
+	// Detail What went wrong with this request, for people.
+	Detail *string `json:"detail,omitempty"`
+
+	// Status The HTTP status code.
+	//
+	// Example: 404
+	Status int `json:"status"`
+
+	// Title The HTTP status text.
+	//
+	// Example: Not Found
+	Title string `json:"title"`
+
+	// Type Always `about:blank`; `status` and `title` say what went wrong.
+	//
+	// Example: about:blank
+	Type string `json:"type"`
+}
+
 // FlagRule A targeting rule: it matches the users in its `segment` (when given)
 // for whom every clause matches (a rule without either matches
 // everyone), and serves them either `variant` or a `rollout`.
@@ -1858,6 +1950,23 @@ type SimulatorMetricsConfigType string
 // Example: checkout
 type Slug = string
 
+// StartFlagRolloutRequest defines model for StartFlagRolloutRequest.
+type StartFlagRolloutRequest struct {
+	// ControlVariant The variant the other users keep; `false` for a boolean flag when left out.
+	ControlVariant *string `json:"control_variant,omitempty"`
+
+	// StepBake A length of time such as `"90s"`, `"5m"`, `"1h30m"`, `"24h"` or `"3d"`; a day is always 24 hours.
+	//
+	// Example: 5m
+	StepBake Duration `json:"step_bake"`
+
+	// Steps Percentages of users served `variant`, increasing, at most two decimals, the last 100. Default 5, 25, 50, 100.
+	Steps *[]float64 `json:"steps,omitempty"`
+
+	// Variant The variant to release; `true` for a boolean flag when left out.
+	Variant *string `json:"variant,omitempty"`
+}
+
 // Strategy How a run moves users to the new version.
 type Strategy string
 
@@ -2255,6 +2364,12 @@ type SetFlagStateJSONRequestBody = SetFlagStateRequest
 
 // EvaluateFlagJSONRequestBody defines body for EvaluateFlag for application/json ContentType.
 type EvaluateFlagJSONRequestBody = EvaluateFlagRequest
+
+// StartFlagRolloutJSONRequestBody defines body for StartFlagRollout for application/json ContentType.
+type StartFlagRolloutJSONRequestBody = StartFlagRolloutRequest
+
+// IngestFlagRolloutMetricsJSONRequestBody defines body for IngestFlagRolloutMetrics for application/json ContentType.
+type IngestFlagRolloutMetricsJSONRequestBody = MetricBatch
 
 // PutSegmentJSONRequestBody defines body for PutSegment for application/json ContentType.
 type PutSegmentJSONRequestBody = PutSegmentRequest
@@ -2691,6 +2806,92 @@ type ClientInterface interface {
 	//
 	// Corresponds with POST /api/v1/apps/{app}/flags/{flag}/environments/{env}/kill (the `KillFlag` operationId).
 	KillFlag(ctx context.Context, app AppSlug, flag FlagKey, env EnvironmentName, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// GetFlagRollout Read the guarded rollout of a flag in an environment
+	//
+	// The running guarded rollout of the flag in the environment, or else
+	// the latest one, with its latest decision. 404 when the flag never
+	// had one there.
+	//
+	// Corresponds with GET /api/v1/apps/{app}/flags/{flag}/environments/{env}/rollout (the `GetFlagRollout` operationId).
+	GetFlagRollout(ctx context.Context, app AppSlug, flag FlagKey, env EnvironmentName, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// StartFlagRolloutWithBody Start a guarded rollout of a flag in an environment
+	//
+	// Releases `variant` to a growing share of the users no targeting rule
+	// matches: the flag is turned on with its default rollout at the first
+	// step, and every step is judged by the rollback decision (the same as
+	// a canary's, with the environment's thresholds) on the metrics the
+	// application pushes by variant to `.../rollout/metrics`. A step
+	// moves on when it has baked for `step_bake` and the decision says
+	// continue; when the decision says roll back, the flag is turned off.
+	// The targeting rules stay in front of the rollout. For a boolean flag
+	// `variant` and `control_variant` default to `true` and `false`;
+	// `steps` default to 5, 25, 50, 100. Needs the `deploy` scope.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with POST /api/v1/apps/{app}/flags/{flag}/environments/{env}/rollout (the `StartFlagRollout` operationId).
+	StartFlagRolloutWithBody(ctx context.Context, app AppSlug, flag FlagKey, env EnvironmentName, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// StartFlagRollout Start a guarded rollout of a flag in an environment
+	//
+	// Releases `variant` to a growing share of the users no targeting rule
+	// matches: the flag is turned on with its default rollout at the first
+	// step, and every step is judged by the rollback decision (the same as
+	// a canary's, with the environment's thresholds) on the metrics the
+	// application pushes by variant to `.../rollout/metrics`. A step
+	// moves on when it has baked for `step_bake` and the decision says
+	// continue; when the decision says roll back, the flag is turned off.
+	// The targeting rules stay in front of the rollout. For a boolean flag
+	// `variant` and `control_variant` default to `true` and `false`;
+	// `steps` default to 5, 25, 50, 100. Needs the `deploy` scope.
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with POST /api/v1/apps/{app}/flags/{flag}/environments/{env}/rollout (the `StartFlagRollout` operationId).
+	StartFlagRollout(ctx context.Context, app AppSlug, flag FlagKey, env EnvironmentName, body StartFlagRolloutJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// CancelFlagRollout Cancel the running guarded rollout of a flag
+	//
+	// Stops the running rollout where it is: the flag keeps serving the
+	// current step's share. To take the variant away from everyone, use
+	// the kill switch instead. Needs the `deploy` scope.
+	//
+	// Corresponds with POST /api/v1/apps/{app}/flags/{flag}/environments/{env}/rollout/cancel (the `CancelFlagRollout` operationId).
+	CancelFlagRollout(ctx context.Context, app AppSlug, flag FlagKey, env EnvironmentName, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// IngestFlagRolloutMetricsWithBody Push metric samples of a guarded rollout, split by variant
+	//
+	// Takes samples for the running guarded rollout of the flag, in the
+	// same form as a run's samples, each naming the variant its users were
+	// served in `variant` (or `cohort`: `candidate` for the variant
+	// released, `baseline` for the control). Each sample is checked on its
+	// own: the good ones are kept (added up into 10-second windows), each
+	// bad one is named with every reason; when none was kept the answer is
+	// 422. 404 when no rollout of the flag runs in the environment. Needs
+	// the `metrics` scope.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with POST /api/v1/apps/{app}/flags/{flag}/environments/{env}/rollout/metrics (the `IngestFlagRolloutMetrics` operationId).
+	IngestFlagRolloutMetricsWithBody(ctx context.Context, app AppSlug, flag FlagKey, env EnvironmentName, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// IngestFlagRolloutMetrics Push metric samples of a guarded rollout, split by variant
+	//
+	// Takes samples for the running guarded rollout of the flag, in the
+	// same form as a run's samples, each naming the variant its users were
+	// served in `variant` (or `cohort`: `candidate` for the variant
+	// released, `baseline` for the control). Each sample is checked on its
+	// own: the good ones are kept (added up into 10-second windows), each
+	// bad one is named with every reason; when none was kept the answer is
+	// 422. 404 when no rollout of the flag runs in the environment. Needs
+	// the `metrics` scope.
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with POST /api/v1/apps/{app}/flags/{flag}/environments/{env}/rollout/metrics (the `IngestFlagRolloutMetrics` operationId).
+	IngestFlagRolloutMetrics(ctx context.Context, app AppSlug, flag FlagKey, env EnvironmentName, body IngestFlagRolloutMetricsJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// ListFlagHistory Read a feature flag's history
 	//
@@ -3538,6 +3739,152 @@ func (c *Client) EvaluateFlag(ctx context.Context, app AppSlug, flag FlagKey, en
 // Corresponds with POST /api/v1/apps/{app}/flags/{flag}/environments/{env}/kill (the `KillFlag` operationId).
 func (c *Client) KillFlag(ctx context.Context, app AppSlug, flag FlagKey, env EnvironmentName, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewKillFlagRequest(c.Server, app, flag, env)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// GetFlagRollout Read the guarded rollout of a flag in an environment
+//
+// The running guarded rollout of the flag in the environment, or else
+// the latest one, with its latest decision. 404 when the flag never
+// had one there.
+//
+// Corresponds with GET /api/v1/apps/{app}/flags/{flag}/environments/{env}/rollout (the `GetFlagRollout` operationId).
+func (c *Client) GetFlagRollout(ctx context.Context, app AppSlug, flag FlagKey, env EnvironmentName, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetFlagRolloutRequest(c.Server, app, flag, env)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// StartFlagRolloutWithBody Start a guarded rollout of a flag in an environment
+//
+// Releases `variant` to a growing share of the users no targeting rule
+// matches: the flag is turned on with its default rollout at the first
+// step, and every step is judged by the rollback decision (the same as
+// a canary's, with the environment's thresholds) on the metrics the
+// application pushes by variant to `.../rollout/metrics`. A step
+// moves on when it has baked for `step_bake` and the decision says
+// continue; when the decision says roll back, the flag is turned off.
+// The targeting rules stay in front of the rollout. For a boolean flag
+// `variant` and `control_variant` default to `true` and `false`;
+// `steps` default to 5, 25, 50, 100. Needs the `deploy` scope.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with POST /api/v1/apps/{app}/flags/{flag}/environments/{env}/rollout (the `StartFlagRollout` operationId).
+func (c *Client) StartFlagRolloutWithBody(ctx context.Context, app AppSlug, flag FlagKey, env EnvironmentName, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewStartFlagRolloutRequestWithBody(c.Server, app, flag, env, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// StartFlagRollout Start a guarded rollout of a flag in an environment
+//
+// Releases `variant` to a growing share of the users no targeting rule
+// matches: the flag is turned on with its default rollout at the first
+// step, and every step is judged by the rollback decision (the same as
+// a canary's, with the environment's thresholds) on the metrics the
+// application pushes by variant to `.../rollout/metrics`. A step
+// moves on when it has baked for `step_bake` and the decision says
+// continue; when the decision says roll back, the flag is turned off.
+// The targeting rules stay in front of the rollout. For a boolean flag
+// `variant` and `control_variant` default to `true` and `false`;
+// `steps` default to 5, 25, 50, 100. Needs the `deploy` scope.
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with POST /api/v1/apps/{app}/flags/{flag}/environments/{env}/rollout (the `StartFlagRollout` operationId).
+func (c *Client) StartFlagRollout(ctx context.Context, app AppSlug, flag FlagKey, env EnvironmentName, body StartFlagRolloutJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewStartFlagRolloutRequest(c.Server, app, flag, env, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// CancelFlagRollout Cancel the running guarded rollout of a flag
+//
+// Stops the running rollout where it is: the flag keeps serving the
+// current step's share. To take the variant away from everyone, use
+// the kill switch instead. Needs the `deploy` scope.
+//
+// Corresponds with POST /api/v1/apps/{app}/flags/{flag}/environments/{env}/rollout/cancel (the `CancelFlagRollout` operationId).
+func (c *Client) CancelFlagRollout(ctx context.Context, app AppSlug, flag FlagKey, env EnvironmentName, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewCancelFlagRolloutRequest(c.Server, app, flag, env)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// IngestFlagRolloutMetricsWithBody Push metric samples of a guarded rollout, split by variant
+//
+// Takes samples for the running guarded rollout of the flag, in the
+// same form as a run's samples, each naming the variant its users were
+// served in `variant` (or `cohort`: `candidate` for the variant
+// released, `baseline` for the control). Each sample is checked on its
+// own: the good ones are kept (added up into 10-second windows), each
+// bad one is named with every reason; when none was kept the answer is
+// 422. 404 when no rollout of the flag runs in the environment. Needs
+// the `metrics` scope.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with POST /api/v1/apps/{app}/flags/{flag}/environments/{env}/rollout/metrics (the `IngestFlagRolloutMetrics` operationId).
+func (c *Client) IngestFlagRolloutMetricsWithBody(ctx context.Context, app AppSlug, flag FlagKey, env EnvironmentName, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewIngestFlagRolloutMetricsRequestWithBody(c.Server, app, flag, env, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// IngestFlagRolloutMetrics Push metric samples of a guarded rollout, split by variant
+//
+// Takes samples for the running guarded rollout of the flag, in the
+// same form as a run's samples, each naming the variant its users were
+// served in `variant` (or `cohort`: `candidate` for the variant
+// released, `baseline` for the control). Each sample is checked on its
+// own: the good ones are kept (added up into 10-second windows), each
+// bad one is named with every reason; when none was kept the answer is
+// 422. 404 when no rollout of the flag runs in the environment. Needs
+// the `metrics` scope.
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with POST /api/v1/apps/{app}/flags/{flag}/environments/{env}/rollout/metrics (the `IngestFlagRolloutMetrics` operationId).
+func (c *Client) IngestFlagRolloutMetrics(ctx context.Context, app AppSlug, flag FlagKey, env EnvironmentName, body IngestFlagRolloutMetricsJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewIngestFlagRolloutMetricsRequest(c.Server, app, flag, env, body)
 	if err != nil {
 		return nil, err
 	}
@@ -4891,6 +5238,224 @@ func NewKillFlagRequest(server string, app AppSlug, flag FlagKey, env Environmen
 	return req, nil
 }
 
+// NewGetFlagRolloutRequest constructs an http.Request for the GetFlagRollout method
+func NewGetFlagRolloutRequest(server string, app AppSlug, flag FlagKey, env EnvironmentName) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "app", app, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam1 string
+
+	pathParam1, err = runtime.StyleParamWithOptions("simple", false, "flag", flag, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam2 string
+
+	pathParam2, err = runtime.StyleParamWithOptions("simple", false, "env", env, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/apps/%s/flags/%s/environments/%s/rollout", pathParam0, pathParam1, pathParam2)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewStartFlagRolloutRequest calls the generic StartFlagRollout builder with application/json body
+func NewStartFlagRolloutRequest(server string, app AppSlug, flag FlagKey, env EnvironmentName, body StartFlagRolloutJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewStartFlagRolloutRequestWithBody(server, app, flag, env, "application/json", bodyReader)
+}
+
+// NewStartFlagRolloutRequestWithBody constructs an http.Request for the StartFlagRollout method, with any body, and a specified content type
+func NewStartFlagRolloutRequestWithBody(server string, app AppSlug, flag FlagKey, env EnvironmentName, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "app", app, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam1 string
+
+	pathParam1, err = runtime.StyleParamWithOptions("simple", false, "flag", flag, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam2 string
+
+	pathParam2, err = runtime.StyleParamWithOptions("simple", false, "env", env, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/apps/%s/flags/%s/environments/%s/rollout", pathParam0, pathParam1, pathParam2)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
+// NewCancelFlagRolloutRequest constructs an http.Request for the CancelFlagRollout method
+func NewCancelFlagRolloutRequest(server string, app AppSlug, flag FlagKey, env EnvironmentName) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "app", app, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam1 string
+
+	pathParam1, err = runtime.StyleParamWithOptions("simple", false, "flag", flag, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam2 string
+
+	pathParam2, err = runtime.StyleParamWithOptions("simple", false, "env", env, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/apps/%s/flags/%s/environments/%s/rollout/cancel", pathParam0, pathParam1, pathParam2)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewIngestFlagRolloutMetricsRequest calls the generic IngestFlagRolloutMetrics builder with application/json body
+func NewIngestFlagRolloutMetricsRequest(server string, app AppSlug, flag FlagKey, env EnvironmentName, body IngestFlagRolloutMetricsJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewIngestFlagRolloutMetricsRequestWithBody(server, app, flag, env, "application/json", bodyReader)
+}
+
+// NewIngestFlagRolloutMetricsRequestWithBody constructs an http.Request for the IngestFlagRolloutMetrics method, with any body, and a specified content type
+func NewIngestFlagRolloutMetricsRequestWithBody(server string, app AppSlug, flag FlagKey, env EnvironmentName, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "app", app, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam1 string
+
+	pathParam1, err = runtime.StyleParamWithOptions("simple", false, "flag", flag, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam2 string
+
+	pathParam2, err = runtime.StyleParamWithOptions("simple", false, "env", env, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/apps/%s/flags/%s/environments/%s/rollout/metrics", pathParam0, pathParam1, pathParam2)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
 // NewListFlagHistoryRequest constructs an http.Request for the ListFlagHistory method
 func NewListFlagHistoryRequest(server string, app AppSlug, flag FlagKey, params *ListFlagHistoryParams) (*http.Request, error) {
 	var err error
@@ -6092,6 +6657,96 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with POST /api/v1/apps/{app}/flags/{flag}/environments/{env}/kill (the `KillFlag` operationId).
 	KillFlagWithResponse(ctx context.Context, app AppSlug, flag FlagKey, env EnvironmentName, reqEditors ...RequestEditorFn) (*KillFlagResponse, error)
+
+	// GetFlagRolloutWithResponse Read the guarded rollout of a flag in an environment
+	//
+	// The running guarded rollout of the flag in the environment, or else
+	// the latest one, with its latest decision. 404 when the flag never
+	// had one there.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /api/v1/apps/{app}/flags/{flag}/environments/{env}/rollout (the `GetFlagRollout` operationId).
+	GetFlagRolloutWithResponse(ctx context.Context, app AppSlug, flag FlagKey, env EnvironmentName, reqEditors ...RequestEditorFn) (*GetFlagRolloutResponse, error)
+
+	// StartFlagRolloutWithBodyWithResponse Start a guarded rollout of a flag in an environment
+	//
+	// Releases `variant` to a growing share of the users no targeting rule
+	// matches: the flag is turned on with its default rollout at the first
+	// step, and every step is judged by the rollback decision (the same as
+	// a canary's, with the environment's thresholds) on the metrics the
+	// application pushes by variant to `.../rollout/metrics`. A step
+	// moves on when it has baked for `step_bake` and the decision says
+	// continue; when the decision says roll back, the flag is turned off.
+	// The targeting rules stay in front of the rollout. For a boolean flag
+	// `variant` and `control_variant` default to `true` and `false`;
+	// `steps` default to 5, 25, 50, 100. Needs the `deploy` scope.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /api/v1/apps/{app}/flags/{flag}/environments/{env}/rollout (the `StartFlagRollout` operationId).
+	StartFlagRolloutWithBodyWithResponse(ctx context.Context, app AppSlug, flag FlagKey, env EnvironmentName, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*StartFlagRolloutResponse, error)
+
+	// StartFlagRolloutWithResponse Start a guarded rollout of a flag in an environment
+	//
+	// Releases `variant` to a growing share of the users no targeting rule
+	// matches: the flag is turned on with its default rollout at the first
+	// step, and every step is judged by the rollback decision (the same as
+	// a canary's, with the environment's thresholds) on the metrics the
+	// application pushes by variant to `.../rollout/metrics`. A step
+	// moves on when it has baked for `step_bake` and the decision says
+	// continue; when the decision says roll back, the flag is turned off.
+	// The targeting rules stay in front of the rollout. For a boolean flag
+	// `variant` and `control_variant` default to `true` and `false`;
+	// `steps` default to 5, 25, 50, 100. Needs the `deploy` scope.
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /api/v1/apps/{app}/flags/{flag}/environments/{env}/rollout (the `StartFlagRollout` operationId).
+	StartFlagRolloutWithResponse(ctx context.Context, app AppSlug, flag FlagKey, env EnvironmentName, body StartFlagRolloutJSONRequestBody, reqEditors ...RequestEditorFn) (*StartFlagRolloutResponse, error)
+
+	// CancelFlagRolloutWithResponse Cancel the running guarded rollout of a flag
+	//
+	// Stops the running rollout where it is: the flag keeps serving the
+	// current step's share. To take the variant away from everyone, use
+	// the kill switch instead. Needs the `deploy` scope.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /api/v1/apps/{app}/flags/{flag}/environments/{env}/rollout/cancel (the `CancelFlagRollout` operationId).
+	CancelFlagRolloutWithResponse(ctx context.Context, app AppSlug, flag FlagKey, env EnvironmentName, reqEditors ...RequestEditorFn) (*CancelFlagRolloutResponse, error)
+
+	// IngestFlagRolloutMetricsWithBodyWithResponse Push metric samples of a guarded rollout, split by variant
+	//
+	// Takes samples for the running guarded rollout of the flag, in the
+	// same form as a run's samples, each naming the variant its users were
+	// served in `variant` (or `cohort`: `candidate` for the variant
+	// released, `baseline` for the control). Each sample is checked on its
+	// own: the good ones are kept (added up into 10-second windows), each
+	// bad one is named with every reason; when none was kept the answer is
+	// 422. 404 when no rollout of the flag runs in the environment. Needs
+	// the `metrics` scope.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /api/v1/apps/{app}/flags/{flag}/environments/{env}/rollout/metrics (the `IngestFlagRolloutMetrics` operationId).
+	IngestFlagRolloutMetricsWithBodyWithResponse(ctx context.Context, app AppSlug, flag FlagKey, env EnvironmentName, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*IngestFlagRolloutMetricsResponse, error)
+
+	// IngestFlagRolloutMetricsWithResponse Push metric samples of a guarded rollout, split by variant
+	//
+	// Takes samples for the running guarded rollout of the flag, in the
+	// same form as a run's samples, each naming the variant its users were
+	// served in `variant` (or `cohort`: `candidate` for the variant
+	// released, `baseline` for the control). Each sample is checked on its
+	// own: the good ones are kept (added up into 10-second windows), each
+	// bad one is named with every reason; when none was kept the answer is
+	// 422. 404 when no rollout of the flag runs in the environment. Needs
+	// the `metrics` scope.
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /api/v1/apps/{app}/flags/{flag}/environments/{env}/rollout/metrics (the `IngestFlagRolloutMetrics` operationId).
+	IngestFlagRolloutMetricsWithResponse(ctx context.Context, app AppSlug, flag FlagKey, env EnvironmentName, body IngestFlagRolloutMetricsJSONRequestBody, reqEditors ...RequestEditorFn) (*IngestFlagRolloutMetricsResponse, error)
 
 	// ListFlagHistoryWithResponse Read a feature flag's history
 	//
@@ -7807,6 +8462,331 @@ func (r KillFlagResponse) ContentType() string {
 	return ""
 }
 
+type GetFlagRolloutResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *FlagRollout
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFound
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r GetFlagRolloutResponse) GetJSON200() *FlagRollout {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r GetFlagRolloutResponse) GetApplicationproblemJSON401() *Unauthorized {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r GetFlagRolloutResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r GetFlagRolloutResponse) GetApplicationproblemJSON404() *NotFound {
+	return r.ApplicationproblemJSON404
+}
+
+// GetBody returns the raw response body bytes
+func (r GetFlagRolloutResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetFlagRolloutResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetFlagRolloutResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetFlagRolloutResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// StartFlagRolloutResponse201Headers the declared response headers of an HTTP 201 response for StartFlagRollout
+type StartFlagRolloutResponse201Headers struct {
+	Location *string
+}
+
+type StartFlagRolloutResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON201 the response for an HTTP 201 `application/json` response
+	JSON201 *FlagRollout
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *BadRequest
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFound
+	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
+	ApplicationproblemJSON409 *FlagRolloutConflictProblem
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *PayloadTooLarge
+	// ApplicationproblemJSON415 the response for an HTTP 415 `application/problem+json` response
+	ApplicationproblemJSON415 *UnsupportedMediaType
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *ValidationFailed
+	// Headers201 the parsed response headers for an HTTP 201 response
+	Headers201 *StartFlagRolloutResponse201Headers
+}
+
+// GetJSON201 returns the response for an HTTP 201 `application/json` response
+func (r StartFlagRolloutResponse) GetJSON201() *FlagRollout {
+	return r.JSON201
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r StartFlagRolloutResponse) GetApplicationproblemJSON400() *BadRequest {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r StartFlagRolloutResponse) GetApplicationproblemJSON401() *Unauthorized {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r StartFlagRolloutResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r StartFlagRolloutResponse) GetApplicationproblemJSON404() *NotFound {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
+func (r StartFlagRolloutResponse) GetApplicationproblemJSON409() *FlagRolloutConflictProblem {
+	return r.ApplicationproblemJSON409
+}
+
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r StartFlagRolloutResponse) GetApplicationproblemJSON413() *PayloadTooLarge {
+	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON415 returns the response for an HTTP 415 `application/problem+json` response
+func (r StartFlagRolloutResponse) GetApplicationproblemJSON415() *UnsupportedMediaType {
+	return r.ApplicationproblemJSON415
+}
+
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r StartFlagRolloutResponse) GetApplicationproblemJSON422() *ValidationFailed {
+	return r.ApplicationproblemJSON422
+}
+
+// GetBody returns the raw response body bytes
+func (r StartFlagRolloutResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r StartFlagRolloutResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r StartFlagRolloutResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r StartFlagRolloutResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type CancelFlagRolloutResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *FlagRollout
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFound
+	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
+	ApplicationproblemJSON409 *FlagRolloutConflictProblem
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r CancelFlagRolloutResponse) GetJSON200() *FlagRollout {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r CancelFlagRolloutResponse) GetApplicationproblemJSON401() *Unauthorized {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r CancelFlagRolloutResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r CancelFlagRolloutResponse) GetApplicationproblemJSON404() *NotFound {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
+func (r CancelFlagRolloutResponse) GetApplicationproblemJSON409() *FlagRolloutConflictProblem {
+	return r.ApplicationproblemJSON409
+}
+
+// GetBody returns the raw response body bytes
+func (r CancelFlagRolloutResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r CancelFlagRolloutResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r CancelFlagRolloutResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r CancelFlagRolloutResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type IngestFlagRolloutMetricsResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *MetricIngestResult
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *BadRequest
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFound
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *PayloadTooLarge
+	// ApplicationproblemJSON415 the response for an HTTP 415 `application/problem+json` response
+	ApplicationproblemJSON415 *UnsupportedMediaType
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *SampleRejectionProblem
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r IngestFlagRolloutMetricsResponse) GetJSON200() *MetricIngestResult {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r IngestFlagRolloutMetricsResponse) GetApplicationproblemJSON400() *BadRequest {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r IngestFlagRolloutMetricsResponse) GetApplicationproblemJSON401() *Unauthorized {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r IngestFlagRolloutMetricsResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r IngestFlagRolloutMetricsResponse) GetApplicationproblemJSON404() *NotFound {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r IngestFlagRolloutMetricsResponse) GetApplicationproblemJSON413() *PayloadTooLarge {
+	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON415 returns the response for an HTTP 415 `application/problem+json` response
+func (r IngestFlagRolloutMetricsResponse) GetApplicationproblemJSON415() *UnsupportedMediaType {
+	return r.ApplicationproblemJSON415
+}
+
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r IngestFlagRolloutMetricsResponse) GetApplicationproblemJSON422() *SampleRejectionProblem {
+	return r.ApplicationproblemJSON422
+}
+
+// GetBody returns the raw response body bytes
+func (r IngestFlagRolloutMetricsResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r IngestFlagRolloutMetricsResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r IngestFlagRolloutMetricsResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r IngestFlagRolloutMetricsResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
 type ListFlagHistoryResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -9395,6 +10375,132 @@ func (c *ClientWithResponses) KillFlagWithResponse(ctx context.Context, app AppS
 		return nil, err
 	}
 	return ParseKillFlagResponse(rsp)
+}
+
+// GetFlagRolloutWithResponse Read the guarded rollout of a flag in an environment
+//
+// The running guarded rollout of the flag in the environment, or else
+// the latest one, with its latest decision. 404 when the flag never
+// had one there.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /api/v1/apps/{app}/flags/{flag}/environments/{env}/rollout (the `GetFlagRollout` operationId).
+func (c *ClientWithResponses) GetFlagRolloutWithResponse(ctx context.Context, app AppSlug, flag FlagKey, env EnvironmentName, reqEditors ...RequestEditorFn) (*GetFlagRolloutResponse, error) {
+	rsp, err := c.GetFlagRollout(ctx, app, flag, env, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetFlagRolloutResponse(rsp)
+}
+
+// StartFlagRolloutWithBodyWithResponse Start a guarded rollout of a flag in an environment
+//
+// Releases `variant` to a growing share of the users no targeting rule
+// matches: the flag is turned on with its default rollout at the first
+// step, and every step is judged by the rollback decision (the same as
+// a canary's, with the environment's thresholds) on the metrics the
+// application pushes by variant to `.../rollout/metrics`. A step
+// moves on when it has baked for `step_bake` and the decision says
+// continue; when the decision says roll back, the flag is turned off.
+// The targeting rules stay in front of the rollout. For a boolean flag
+// `variant` and `control_variant` default to `true` and `false`;
+// `steps` default to 5, 25, 50, 100. Needs the `deploy` scope.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /api/v1/apps/{app}/flags/{flag}/environments/{env}/rollout (the `StartFlagRollout` operationId).
+func (c *ClientWithResponses) StartFlagRolloutWithBodyWithResponse(ctx context.Context, app AppSlug, flag FlagKey, env EnvironmentName, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*StartFlagRolloutResponse, error) {
+	rsp, err := c.StartFlagRolloutWithBody(ctx, app, flag, env, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseStartFlagRolloutResponse(rsp)
+}
+
+// StartFlagRolloutWithResponse Start a guarded rollout of a flag in an environment
+//
+// Releases `variant` to a growing share of the users no targeting rule
+// matches: the flag is turned on with its default rollout at the first
+// step, and every step is judged by the rollback decision (the same as
+// a canary's, with the environment's thresholds) on the metrics the
+// application pushes by variant to `.../rollout/metrics`. A step
+// moves on when it has baked for `step_bake` and the decision says
+// continue; when the decision says roll back, the flag is turned off.
+// The targeting rules stay in front of the rollout. For a boolean flag
+// `variant` and `control_variant` default to `true` and `false`;
+// `steps` default to 5, 25, 50, 100. Needs the `deploy` scope.
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /api/v1/apps/{app}/flags/{flag}/environments/{env}/rollout (the `StartFlagRollout` operationId).
+func (c *ClientWithResponses) StartFlagRolloutWithResponse(ctx context.Context, app AppSlug, flag FlagKey, env EnvironmentName, body StartFlagRolloutJSONRequestBody, reqEditors ...RequestEditorFn) (*StartFlagRolloutResponse, error) {
+	rsp, err := c.StartFlagRollout(ctx, app, flag, env, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseStartFlagRolloutResponse(rsp)
+}
+
+// CancelFlagRolloutWithResponse Cancel the running guarded rollout of a flag
+//
+// Stops the running rollout where it is: the flag keeps serving the
+// current step's share. To take the variant away from everyone, use
+// the kill switch instead. Needs the `deploy` scope.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /api/v1/apps/{app}/flags/{flag}/environments/{env}/rollout/cancel (the `CancelFlagRollout` operationId).
+func (c *ClientWithResponses) CancelFlagRolloutWithResponse(ctx context.Context, app AppSlug, flag FlagKey, env EnvironmentName, reqEditors ...RequestEditorFn) (*CancelFlagRolloutResponse, error) {
+	rsp, err := c.CancelFlagRollout(ctx, app, flag, env, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseCancelFlagRolloutResponse(rsp)
+}
+
+// IngestFlagRolloutMetricsWithBodyWithResponse Push metric samples of a guarded rollout, split by variant
+//
+// Takes samples for the running guarded rollout of the flag, in the
+// same form as a run's samples, each naming the variant its users were
+// served in `variant` (or `cohort`: `candidate` for the variant
+// released, `baseline` for the control). Each sample is checked on its
+// own: the good ones are kept (added up into 10-second windows), each
+// bad one is named with every reason; when none was kept the answer is
+// 422. 404 when no rollout of the flag runs in the environment. Needs
+// the `metrics` scope.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /api/v1/apps/{app}/flags/{flag}/environments/{env}/rollout/metrics (the `IngestFlagRolloutMetrics` operationId).
+func (c *ClientWithResponses) IngestFlagRolloutMetricsWithBodyWithResponse(ctx context.Context, app AppSlug, flag FlagKey, env EnvironmentName, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*IngestFlagRolloutMetricsResponse, error) {
+	rsp, err := c.IngestFlagRolloutMetricsWithBody(ctx, app, flag, env, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseIngestFlagRolloutMetricsResponse(rsp)
+}
+
+// IngestFlagRolloutMetricsWithResponse Push metric samples of a guarded rollout, split by variant
+//
+// Takes samples for the running guarded rollout of the flag, in the
+// same form as a run's samples, each naming the variant its users were
+// served in `variant` (or `cohort`: `candidate` for the variant
+// released, `baseline` for the control). Each sample is checked on its
+// own: the good ones are kept (added up into 10-second windows), each
+// bad one is named with every reason; when none was kept the answer is
+// 422. 404 when no rollout of the flag runs in the environment. Needs
+// the `metrics` scope.
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /api/v1/apps/{app}/flags/{flag}/environments/{env}/rollout/metrics (the `IngestFlagRolloutMetrics` operationId).
+func (c *ClientWithResponses) IngestFlagRolloutMetricsWithResponse(ctx context.Context, app AppSlug, flag FlagKey, env EnvironmentName, body IngestFlagRolloutMetricsJSONRequestBody, reqEditors ...RequestEditorFn) (*IngestFlagRolloutMetricsResponse, error) {
+	rsp, err := c.IngestFlagRolloutMetrics(ctx, app, flag, env, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseIngestFlagRolloutMetricsResponse(rsp)
 }
 
 // ListFlagHistoryWithResponse Read a feature flag's history
@@ -11007,6 +12113,277 @@ func ParseKillFlagResponse(rsp *http.Response) (*KillFlagResponse, error) {
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
 		var dest ValidationFailed
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseGetFlagRolloutResponse parses an HTTP response from a GetFlagRolloutWithResponse call
+func ParseGetFlagRolloutResponse(rsp *http.Response) (*GetFlagRolloutResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetFlagRolloutResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest FlagRollout
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseStartFlagRolloutResponse parses an HTTP response from a StartFlagRolloutWithResponse call
+func ParseStartFlagRolloutResponse(rsp *http.Response) (*StartFlagRolloutResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &StartFlagRolloutResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 201:
+		var dest FlagRollout
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON201 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
+		var dest FlagRolloutConflictProblem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON409 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest PayloadTooLarge
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest UnsupportedMediaType
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest ValidationFailed
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 201:
+		var headers StartFlagRolloutResponse201Headers
+		if values := rsp.Header.Values("Location"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Location", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Location = &value
+		}
+		response.Headers201 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseCancelFlagRolloutResponse parses an HTTP response from a CancelFlagRolloutWithResponse call
+func ParseCancelFlagRolloutResponse(rsp *http.Response) (*CancelFlagRolloutResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &CancelFlagRolloutResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest FlagRollout
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
+		var dest FlagRolloutConflictProblem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON409 = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseIngestFlagRolloutMetricsResponse parses an HTTP response from a IngestFlagRolloutMetricsWithResponse call
+func ParseIngestFlagRolloutMetricsResponse(rsp *http.Response) (*IngestFlagRolloutMetricsResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &IngestFlagRolloutMetricsResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest MetricIngestResult
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest PayloadTooLarge
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest UnsupportedMediaType
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest SampleRejectionProblem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}

@@ -247,6 +247,30 @@ func (e FlagOperator) Valid() bool {
 	}
 }
 
+// Defines values for FlagRolloutState.
+const (
+	FlagRolloutStateCancelled  FlagRolloutState = "cancelled"
+	FlagRolloutStateCompleted  FlagRolloutState = "completed"
+	FlagRolloutStateRolledBack FlagRolloutState = "rolled_back"
+	FlagRolloutStateRunning    FlagRolloutState = "running"
+)
+
+// Valid indicates whether the value is a known member of the FlagRolloutState enum.
+func (e FlagRolloutState) Valid() bool {
+	switch e {
+	case FlagRolloutStateCancelled:
+		return true
+	case FlagRolloutStateCompleted:
+		return true
+	case FlagRolloutStateRolledBack:
+		return true
+	case FlagRolloutStateRunning:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for FlagType.
 const (
 	FlagTypeBoolean FlagType = "boolean"
@@ -1177,6 +1201,74 @@ type FlagListItem struct {
 // `semver_` operators versions such as `2.4.0`.
 type FlagOperator string
 
+// FlagRollout A guarded rollout of one variant of a flag in one environment.
+type FlagRollout struct {
+	ControlVariant string    `json:"control_variant"`
+	CreatedAt      time.Time `json:"created_at"`
+
+	// Decision The latest decision record (verdict, explanation, metrics by variant); absent before the first check.
+	Decision *map[string]interface{} `json:"decision,omitempty"`
+
+	// Environment 1 to 63 lowercase letters, digits and hyphens, starting and ending with
+	// a letter or digit, as in a DNS label.
+	//
+	//
+	// Example: checkout
+	Environment Slug `json:"environment"`
+
+	// FinishedAt When the rollout ended; absent while it runs.
+	FinishedAt  *time.Time `json:"finished_at,omitempty"`
+	Flag        string     `json:"flag"`
+	Id          int64      `json:"id"`
+	NextCheckAt time.Time  `json:"next_check_at"`
+
+	// Outcome The sentence that ended the rollout; absent while it runs.
+	Outcome *string `json:"outcome,omitempty"`
+
+	// Percent The share of users (no rule matches) served `variant` now.
+	Percent   float64          `json:"percent"`
+	StartedBy string           `json:"started_by"`
+	State     FlagRolloutState `json:"state"`
+
+	// Step The index of the current step in `steps`.
+	Step int `json:"step"`
+
+	// StepBake A length of time such as `"90s"`, `"5m"`, `"1h30m"`, `"24h"` or `"3d"`; a day is always 24 hours.
+	//
+	// Example: 5m
+	StepBake      Duration  `json:"step_bake"`
+	StepStartedAt time.Time `json:"step_started_at"`
+	Steps         []float64 `json:"steps"`
+	Variant       string    `json:"variant"`
+}
+
+// FlagRolloutState defines model for FlagRollout.State.
+type FlagRolloutState string
+
+// FlagRolloutConflictProblem defines model for FlagRolloutConflictProblem.
+type FlagRolloutConflictProblem struct {
+	// Current A guarded rollout of one variant of a flag in one environment.
+	Current FlagRollout `json:"current"`
+
+	// Detail What went wrong with this request, for people.
+	Detail *string `json:"detail,omitempty"`
+
+	// Status The HTTP status code.
+	//
+	// Example: 404
+	Status int `json:"status"`
+
+	// Title The HTTP status text.
+	//
+	// Example: Not Found
+	Title string `json:"title"`
+
+	// Type Always `about:blank`; `status` and `title` say what went wrong.
+	//
+	// Example: about:blank
+	Type string `json:"type"`
+}
+
 // FlagRule A targeting rule: it matches the users in its `segment` (when given)
 // for whom every clause matches (a rule without either matches
 // everyone), and serves them either `variant` or a `rollout`.
@@ -1235,6 +1327,52 @@ type FlagType string
 //
 // Example: {"off":false,"on":true}
 type FlagVariants map[string]interface{}
+
+// MetricBatch defines model for MetricBatch.
+type MetricBatch struct {
+	Samples []MetricSample `json:"samples"`
+}
+
+// MetricIngestResult defines model for MetricIngestResult.
+type MetricIngestResult struct {
+	// Accepted How many samples were kept.
+	Accepted int `json:"accepted"`
+
+	// Rejected The samples refused, in batch order.
+	Rejected []SampleRejection `json:"rejected"`
+
+	// WindowsWritten How many metric windows the kept samples were added up into.
+	WindowsWritten int64 `json:"windows_written"`
+}
+
+// MetricSample One report of one metric of one cohort at one moment, as a single
+// `value`, as `count` and `sum` already added up, or (latency only) as
+// `buckets`: upper bounds in milliseconds (`"+Inf"` for the overflow)
+// to the number of observations in that bucket alone. The cohort is
+// named directly (`candidate` or `baseline`) or through the `version`
+// it runs. Each sample is checked on its own.
+type MetricSample struct {
+	Buckets *map[string]SampleNumber `json:"buckets,omitempty"`
+
+	// Cohort `candidate` or `baseline`.
+	Cohort *string `json:"cohort,omitempty"`
+
+	// Count A number, or a number written as a string such as `"0.25"`, `"NaN"` or `"+Inf"`.
+	Count *SampleNumber `json:"count,omitempty"`
+
+	// Metric `error_rate`, `latency`, `health_checks`, `cpu`, `memory`, `conversion` or `response_diff`.
+	Metric string `json:"metric"`
+
+	// Sum A number, or a number written as a string such as `"0.25"`, `"NaN"` or `"+Inf"`.
+	Sum *SampleNumber `json:"sum,omitempty"`
+
+	// Timestamp RFC 3339, at most 5 minutes ahead of Flightdeck's clock.
+	Timestamp string `json:"timestamp"`
+
+	// Value A number, or a number written as a string such as `"0.25"`, `"NaN"` or `"+Inf"`.
+	Value   *SampleNumber `json:"value,omitempty"`
+	Version *string       `json:"version,omitempty"`
+}
 
 // MetricsConfig Where the metrics that judge a run come from, chosen by `type`.
 type MetricsConfig = json.RawMessage
@@ -1572,6 +1710,39 @@ type RunPhaseStatus string
 // are final.
 type RunState string
 
+// SampleNumber A number, or a number written as a string such as `"0.25"`, `"NaN"` or `"+Inf"`.
+type SampleNumber = float64
+
+// SampleRejection defines model for SampleRejection.
+type SampleRejection struct {
+	Errors []string `json:"errors"`
+
+	// Index The sample's position in the batch, from 0.
+	Index int `json:"index"`
+}
+
+// SampleRejectionProblem A batch of which no sample could be kept.
+type SampleRejectionProblem struct {
+	// Detail What went wrong with this request, for people.
+	Detail *string           `json:"detail,omitempty"`
+	Errors []SampleRejection `json:"errors"`
+
+	// Status The HTTP status code.
+	//
+	// Example: 404
+	Status int `json:"status"`
+
+	// Title The HTTP status text.
+	//
+	// Example: Not Found
+	Title string `json:"title"`
+
+	// Type Always `about:blank`; `status` and `title` say what went wrong.
+	//
+	// Example: about:blank
+	Type string `json:"type"`
+}
+
 // Segment A group of users shared by the flags of an app.
 type Segment struct {
 	Clauses   []FlagClause `json:"clauses"`
@@ -1701,6 +1872,23 @@ type SimulatorMetricsConfigType string
 //
 // Example: checkout
 type Slug = string
+
+// StartFlagRolloutRequest defines model for StartFlagRolloutRequest.
+type StartFlagRolloutRequest struct {
+	// ControlVariant The variant the other users keep; `false` for a boolean flag when left out.
+	ControlVariant *string `json:"control_variant,omitempty"`
+
+	// StepBake A length of time such as `"90s"`, `"5m"`, `"1h30m"`, `"24h"` or `"3d"`; a day is always 24 hours.
+	//
+	// Example: 5m
+	StepBake Duration `json:"step_bake"`
+
+	// Steps Percentages of users served `variant`, increasing, at most two decimals, the last 100. Default 5, 25, 50, 100.
+	Steps *[]float64 `json:"steps,omitempty"`
+
+	// Variant The variant to release; `true` for a boolean flag when left out.
+	Variant *string `json:"variant,omitempty"`
+}
 
 // Strategy How a run moves users to the new version.
 type Strategy string
@@ -2059,6 +2247,12 @@ type SetFlagStateJSONRequestBody = SetFlagStateRequest
 // EvaluateFlagJSONRequestBody defines body for EvaluateFlag for application/json ContentType.
 type EvaluateFlagJSONRequestBody = EvaluateFlagRequest
 
+// StartFlagRolloutJSONRequestBody defines body for StartFlagRollout for application/json ContentType.
+type StartFlagRolloutJSONRequestBody = StartFlagRolloutRequest
+
+// IngestFlagRolloutMetricsJSONRequestBody defines body for IngestFlagRolloutMetrics for application/json ContentType.
+type IngestFlagRolloutMetricsJSONRequestBody = MetricBatch
+
 // PutSegmentJSONRequestBody defines body for PutSegment for application/json ContentType.
 type PutSegmentJSONRequestBody = PutSegmentRequest
 
@@ -2121,6 +2315,18 @@ type ServerInterface interface {
 	// KillFlag Turn a feature flag off in an environment (the kill switch)
 	// (POST /api/v1/apps/{app}/flags/{flag}/environments/{env}/kill)
 	KillFlag(ctx echo.Context, app AppSlug, flag FlagKey, env EnvironmentName) error
+	// GetFlagRollout Read the guarded rollout of a flag in an environment
+	// (GET /api/v1/apps/{app}/flags/{flag}/environments/{env}/rollout)
+	GetFlagRollout(ctx echo.Context, app AppSlug, flag FlagKey, env EnvironmentName) error
+	// StartFlagRollout Start a guarded rollout of a flag in an environment
+	// (POST /api/v1/apps/{app}/flags/{flag}/environments/{env}/rollout)
+	StartFlagRollout(ctx echo.Context, app AppSlug, flag FlagKey, env EnvironmentName) error
+	// CancelFlagRollout Cancel the running guarded rollout of a flag
+	// (POST /api/v1/apps/{app}/flags/{flag}/environments/{env}/rollout/cancel)
+	CancelFlagRollout(ctx echo.Context, app AppSlug, flag FlagKey, env EnvironmentName) error
+	// IngestFlagRolloutMetrics Push metric samples of a guarded rollout, split by variant
+	// (POST /api/v1/apps/{app}/flags/{flag}/environments/{env}/rollout/metrics)
+	IngestFlagRolloutMetrics(ctx echo.Context, app AppSlug, flag FlagKey, env EnvironmentName) error
 	// ListFlagHistory Read a feature flag's history
 	// (GET /api/v1/apps/{app}/flags/{flag}/history)
 	ListFlagHistory(ctx echo.Context, app AppSlug, flag FlagKey, params ListFlagHistoryParams) error
@@ -2589,6 +2795,134 @@ func (w *ServerInterfaceWrapper) KillFlag(ctx echo.Context) error {
 	return err
 }
 
+// GetFlagRollout converts echo context to params.
+func (w *ServerInterfaceWrapper) GetFlagRollout(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "app" -------------
+	var app AppSlug
+
+	err = runtime.BindStyledParameterWithOptions("simple", "app", ctx.Param("app"), &app, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter app: %s", err))
+	}
+
+	// ------------- Path parameter "flag" -------------
+	var flag FlagKey
+
+	err = runtime.BindStyledParameterWithOptions("simple", "flag", ctx.Param("flag"), &flag, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter flag: %s", err))
+	}
+
+	// ------------- Path parameter "env" -------------
+	var env EnvironmentName
+
+	err = runtime.BindStyledParameterWithOptions("simple", "env", ctx.Param("env"), &env, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter env: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.GetFlagRollout(ctx, app, flag, env)
+	return err
+}
+
+// StartFlagRollout converts echo context to params.
+func (w *ServerInterfaceWrapper) StartFlagRollout(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "app" -------------
+	var app AppSlug
+
+	err = runtime.BindStyledParameterWithOptions("simple", "app", ctx.Param("app"), &app, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter app: %s", err))
+	}
+
+	// ------------- Path parameter "flag" -------------
+	var flag FlagKey
+
+	err = runtime.BindStyledParameterWithOptions("simple", "flag", ctx.Param("flag"), &flag, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter flag: %s", err))
+	}
+
+	// ------------- Path parameter "env" -------------
+	var env EnvironmentName
+
+	err = runtime.BindStyledParameterWithOptions("simple", "env", ctx.Param("env"), &env, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter env: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.StartFlagRollout(ctx, app, flag, env)
+	return err
+}
+
+// CancelFlagRollout converts echo context to params.
+func (w *ServerInterfaceWrapper) CancelFlagRollout(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "app" -------------
+	var app AppSlug
+
+	err = runtime.BindStyledParameterWithOptions("simple", "app", ctx.Param("app"), &app, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter app: %s", err))
+	}
+
+	// ------------- Path parameter "flag" -------------
+	var flag FlagKey
+
+	err = runtime.BindStyledParameterWithOptions("simple", "flag", ctx.Param("flag"), &flag, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter flag: %s", err))
+	}
+
+	// ------------- Path parameter "env" -------------
+	var env EnvironmentName
+
+	err = runtime.BindStyledParameterWithOptions("simple", "env", ctx.Param("env"), &env, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter env: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.CancelFlagRollout(ctx, app, flag, env)
+	return err
+}
+
+// IngestFlagRolloutMetrics converts echo context to params.
+func (w *ServerInterfaceWrapper) IngestFlagRolloutMetrics(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "app" -------------
+	var app AppSlug
+
+	err = runtime.BindStyledParameterWithOptions("simple", "app", ctx.Param("app"), &app, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter app: %s", err))
+	}
+
+	// ------------- Path parameter "flag" -------------
+	var flag FlagKey
+
+	err = runtime.BindStyledParameterWithOptions("simple", "flag", ctx.Param("flag"), &flag, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter flag: %s", err))
+	}
+
+	// ------------- Path parameter "env" -------------
+	var env EnvironmentName
+
+	err = runtime.BindStyledParameterWithOptions("simple", "env", ctx.Param("env"), &env, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter env: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.IngestFlagRolloutMetrics(ctx, app, flag, env)
+	return err
+}
+
 // ListFlagHistory converts echo context to params.
 func (w *ServerInterfaceWrapper) ListFlagHistory(ctx echo.Context) error {
 	var err error
@@ -2935,6 +3269,10 @@ func RegisterHandlersWithOptions(router EchoRouter, si ServerInterface, options 
 	router.PUT(options.BaseURL+"/api/v1/apps/:app/flags/:flag", wrapper.UpdateFlag, options.OperationMiddlewares["updateFlag"]...)
 	router.PUT(options.BaseURL+"/api/v1/apps/:app/flags/:flag/environments/:env", wrapper.SetFlagState, options.OperationMiddlewares["setFlagState"]...)
 	router.POST(options.BaseURL+"/api/v1/apps/:app/flags/:flag/environments/:env/kill", wrapper.KillFlag, options.OperationMiddlewares["killFlag"]...)
+	router.GET(options.BaseURL+"/api/v1/apps/:app/flags/:flag/environments/:env/rollout", wrapper.GetFlagRollout, options.OperationMiddlewares["getFlagRollout"]...)
+	router.POST(options.BaseURL+"/api/v1/apps/:app/flags/:flag/environments/:env/rollout", wrapper.StartFlagRollout, options.OperationMiddlewares["startFlagRollout"]...)
+	router.POST(options.BaseURL+"/api/v1/apps/:app/flags/:flag/environments/:env/rollout/cancel", wrapper.CancelFlagRollout, options.OperationMiddlewares["cancelFlagRollout"]...)
+	router.POST(options.BaseURL+"/api/v1/apps/:app/flags/:flag/environments/:env/rollout/metrics", wrapper.IngestFlagRolloutMetrics, options.OperationMiddlewares["ingestFlagRolloutMetrics"]...)
 	router.POST(options.BaseURL+"/api/v1/apps/:app/flags/:flag/environments/:env/evaluate", wrapper.EvaluateFlag, options.OperationMiddlewares["evaluateFlag"]...)
 	router.GET(options.BaseURL+"/api/v1/apps/:app/flags/:flag/history", wrapper.ListFlagHistory, options.OperationMiddlewares["listFlagHistory"]...)
 	router.GET(options.BaseURL+"/api/v1/apps/:app/segments", wrapper.ListSegments, options.OperationMiddlewares["listSegments"]...)

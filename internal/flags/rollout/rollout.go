@@ -207,10 +207,15 @@ func (g *Guard) decide(ctx context.Context, r store.FlagRollout, key string, env
 	return analysis.Decide(obs)
 }
 
+// WindowWriter stores a rollout's windows; *store.Store implements it.
+type WindowWriter interface {
+	InsertFlagRolloutWindows(ctx context.Context, windows []store.MetricWindow) (int64, error)
+}
+
 // Ingest validates a batch of samples pushed for a rollout, split by
 // variant, and stores the good ones as windows for its checks. Bad samples
 // are listed in the result and do not stop the good ones.
-func Ingest(ctx context.Context, st *store.Store, r store.FlagRollout, flagKey, envName string, b push.Batch, now time.Time) (push.Result, error) {
+func Ingest(ctx context.Context, st WindowWriter, r store.FlagRollout, flagKey, envName string, b push.Batch, now time.Time) (push.Result, error) {
 	sub := push.Subject{
 		ID: r.ID, Name: fmt.Sprintf("the rollout of %s in %s", flagKey, envName), CreatedAt: r.CreatedAt, Label: "variant",
 		Candidate: r.Variant, Baseline: r.ControlVariant,
