@@ -51,14 +51,14 @@ func TestGuardedRolloutThroughTheAPI(t *testing.T) {
 	// Bad requests name each field and change nothing.
 	before := a.stored()
 	for body, field := range map[string]string{
-		`{}`:                               "step_bake",
-		`{"step_bake": "soon"}`:            "step_bake",
-		`{"step_bake": "1m"}`:              "variant",
+		`{}`:                    "step_bake",
+		`{"step_bake": "soon"}`: "step_bake",
+		`{"step_bake": "1m"}`:   "variant",
 		`{"variant": "on", "control_variant": "off", "steps": [50, 20, 100], "step_bake": "1m"}`: "steps[1]",
 		`{"variant": "on", "control_variant": "off", "steps": [5, 50], "step_bake": "1m"}`:       "steps",
-		`{"variant": "on", "control_variant": "on", "step_bake": "1m"}`:                         "control_variant",
-		`{"variant": "on", "control_variant": "off", "steps": "fast", "step_bake": "1m"}`:       "steps",
-		`{"variant": "on", "control_variant": "off", "step_bake": "1m", "speed": 3}`:            "speed",
+		`{"variant": "on", "control_variant": "on", "step_bake": "1m"}`:                          "control_variant",
+		`{"variant": "on", "control_variant": "off", "steps": "fast", "step_bake": "1m"}`:        "steps",
+		`{"variant": "on", "control_variant": "off", "step_bake": "1m", "speed": 3}`:             "speed",
 	} {
 		rec := a.must(http.StatusUnprocessableEntity, http.MethodPost, rolloutPath, body)
 		require.Contains(t, rec.Body.String(), fmt.Sprintf("%q", field), body)
