@@ -28,6 +28,8 @@ Usage:
   deployctl flags kill APP ENV FLAG [--json]
   deployctl flags eval APP ENV FLAG [--context '{"targetingKey": "u-42"}'] [--json]
   deployctl flags history APP FLAG [--limit 50] [--json]
+  deployctl flags rollout start APP ENV FLAG --bake 30m [--steps 5,25,50,100] [--variant V --control V] [--json]
+  deployctl flags rollout status|cancel APP ENV FLAG [--json]
 
 --file - reads the file from standard input. flag.json is the flag's
 definition, such as
@@ -41,6 +43,8 @@ and state.json its state in one environment, such as
 set replaces the state only if nobody changed it since the version it is
 based on: --version when given, else the file's "version", else the
 version read just before. kill needs no version and always wins.
+rollout start releases a variant step by step, each step judged from the
+metrics the application pushes by variant; a rollback turns the flag off.
 --json prints the API's answer as JSON instead of lines for people.
 Every command also takes --url and --token; see deployctl --help.
 `
@@ -54,13 +58,14 @@ var flagCommands = map[string]command{
 	"kill":    (*cli).flagsKill,
 	"eval":    (*cli).flagsEval,
 	"history": (*cli).flagsHistory,
+	"rollout": (*cli).flagsRollout,
 }
 
 // flags runs a subcommand of `deployctl flags`.
 func (c *cli) flags(ctx context.Context, args []string) error {
 	if len(args) == 0 {
 		fmt.Fprint(c.stderr, flagsUsage)
-		return usageError("flags needs a subcommand: list, get, create, set, kill, eval or history")
+		return usageError("flags needs a subcommand: list, get, create, set, kill, eval, history or rollout")
 	}
 	switch args[0] {
 	case "-h", "-help", "--help", "help":

@@ -185,3 +185,67 @@ func TestFlagsAgainstTheServer(t *testing.T) {
 	require.Equal(t, exitUsage, code)
 	require.Contains(t, errOut, `no environment named "qa"`)
 }
+
+// TestFlagRolloutAgainstTheServer starts, reads and cancels a guarded
+// rollout with deployctl against the real server.
+func TestFlagRolloutAgainstTheServer(t *testing.T) {
+	t.Parallel()
+	url, token := startServer(t)
+	api := func(method, path, body string, status int) {
+		t.Helper()
+		req, err := http.NewRequest(method, url+path, strings.NewReader(body))
+		require.NoError(t, err)
+		req.Header.Set("Authorization", "Bearer "+token)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		require.Equal(t, status, resp.StatusCode, "%s %s: %s", method, path, b)
+	}
+	api(http.MethodPost, "/api/v1/apps", `{"slug": "shop", "name": "Shop"}`, http.StatusCreated)
+	api(http.MethodPost, "/api/v1/apps/shop/environments", `{"name": "prod", "tier": "production"}`, http.StatusCreated)
+	api(http.MethodPost, "/api/v1/apps/shop/flags", `{"key": "new-checkout", "type": "boolean",
+		"variants": {"true": true, "false": false}, "default_variant": "false"}`, http.StatusCreated)
+
+	deployctl := func(args ...string) (int, string, string) {
+		t.Helper()
+		c, stdout, stderr := testCLI(env{"FLIGHTDECK_URL": url, "FLIGHTDECK_TOKEN": token})
+		code := c.run(context.Background(), append([]string{"flags", "rollout"}, args...))
+		return code, stdout.String(), stderr.String()
+	}
+	code, _, errOut := deployctl("start", "shop", "prod", "new-checkout")
+	require.Equal(t, exitUsage, code)
+	require.Contains(t, errOut, "needs --bake")
+	code, _, errOut = deployctl("start", "shop", "prod", "new-checkout", "--bake", "30m", "--steps", "5,50")
+	require.Equal(t, exitUsage, code)
+	require.Contains(t, errOut, "the last step is 50%; it must be 100")
+	code, _, errOut = deployctl("status", "shop", "prod", "new-checkout")
+	require.Equal(t, exitUsage, code)
+	require.Contains(t, errOut, "never had a guarded rollout")
+
+	code, out, errOut := deployctl("start", "shop", "prod", "new-checkout", "--bake", "30m", "--steps", "5%, 25, 50, 100")
+	require.Equal(t, exitSucceeded, code, errOut)
+	require.Contains(t, out, `of new-checkout in prod: running, "true" over "false"`)
+	require.Contains(t, out, "steps    [5%] → 25% → 50% → 100%, 30m each")
+	require.Contains(t, out, "now      5% of users")
+
+	code, _, errOut = deployctl("start", "shop", "prod", "new-checkout", "--bake", "30m")
+	require.Equal(t, exitUsage, code)
+	require.Contains(t, errOut, "409 Conflict")
+
+	code, out, errOut = deployctl("cancel", "shop", "prod", "new-checkout")
+	require.Equal(t, exitSucceeded, code, errOut)
+	require.Contains(t, out, "cancelled")
+	require.Contains(t, out, "outcome  Cancelled by token:bootstrap-admin at 5%")
+
+	code, out, errOut = deployctl("status", "shop", "prod", "new-checkout", "--json")
+	require.Equal(t, exitSucceeded, code, errOut)
+	var r struct {
+		State   string  `json:"state"`
+		Percent float64 `json:"percent"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(out), &r), out)
+	require.Equal(t, "cancelled", r.State)
+	require.Equal(t, 5.0, r.Percent)
+}

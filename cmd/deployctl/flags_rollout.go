@@ -1,0 +1,175 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/flightdeckhq/flightdeck/internal/apiclient"
+)
+
+// flagsRollout runs `deployctl flags rollout start|status|cancel`.
+func (c *cli) flagsRollout(ctx context.Context, args []string) error {
+	if len(args) == 0 {
+		return usageError("flags rollout needs start, status or cancel")
+	}
+	switch args[0] {
+	case "start":
+		return c.flagsRolloutStart(ctx, args[1:])
+	case "status":
+		return c.flagsRolloutStatus(ctx, args[1:])
+	case "cancel":
+		return c.flagsRolloutCancel(ctx, args[1:])
+	}
+	return usageError("unknown flags rollout subcommand %q; use start, status or cancel", args[0])
+}
+
+// flagsRolloutStart starts a guarded rollout.
+func (c *cli) flagsRolloutStart(ctx context.Context, args []string) error {
+	var conn connection
+	var variant, control, steps, bake string
+	var asJSON bool
+	fs := c.newFlagSet("flags rollout start", "flags rollout start APP ENV FLAG --bake 30m [flags]", &conn)
+	fs.StringVar(&variant, "variant", "", "the variant to release (default true for a boolean flag)")
+	fs.StringVar(&control, "control", "", "the variant the other users keep (default false for a boolean flag)")
+	fs.StringVar(&steps, "steps", "", "percentages of users to step through, such as 5,25,50,100 (the default)")
+	fs.StringVar(&bake, "bake", "", "how long each step is watched before the next, such as 30m (required)")
+	fs.BoolVar(&asJSON, "json", false, "print the rollout as JSON")
+	positional, err := parseFlags(fs, args)
+	if err != nil {
+		return err
+	}
+	if err := flagArgs(fs, positional, "APP", "ENV", "FLAG"); err != nil {
+		return err
+	}
+	if bake == "" {
+		return usageError("flags rollout start needs --bake, how long each step is watched, such as 30m")
+	}
+	body := apiclient.StartFlagRolloutRequest{StepBake: bake}
+	if variant != "" {
+		body.Variant = &variant
+	}
+	if control != "" {
+		body.ControlVariant = &control
+	}
+	if steps != "" {
+		var list []float64
+		for _, s := range strings.Split(steps, ",") {
+			p, err := strconv.ParseFloat(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(s), "%")), 64)
+			if err != nil {
+				return usageError("--steps: %q is not a percentage; give them as 5,25,50,100", s)
+			}
+			list = append(list, p)
+		}
+		body.Steps = &list
+	}
+	app, env, key := positional[0], positional[1], positional[2]
+	api, _, err := c.client(conn, "")
+	if err != nil {
+		return err
+	}
+	what := fmt.Sprintf("starting a guarded rollout of %s in %s/%s", key, app, env)
+	resp, err := api.StartFlagRolloutWithResponse(ctx, app, key, env, body)
+	if err != nil {
+		return requestError(what, err)
+	}
+	if err := statusError(what, resp.HTTPResponse, resp.Body); err != nil {
+		return err
+	}
+	if asJSON {
+		return c.printJSON(resp.JSON201)
+	}
+	c.printRollout(*resp.JSON201)
+	return nil
+}
+
+// flagsRolloutStatus prints the running or latest rollout.
+func (c *cli) flagsRolloutStatus(ctx context.Context, args []string) error {
+	var conn connection
+	var asJSON bool
+	fs := c.newFlagSet("flags rollout status", "flags rollout status APP ENV FLAG [flags]", &conn)
+	fs.BoolVar(&asJSON, "json", false, "print the rollout as JSON")
+	positional, err := parseFlags(fs, args)
+	if err != nil {
+		return err
+	}
+	if err := flagArgs(fs, positional, "APP", "ENV", "FLAG"); err != nil {
+		return err
+	}
+	app, env, key := positional[0], positional[1], positional[2]
+	api, _, err := c.client(conn, "")
+	if err != nil {
+		return err
+	}
+	what := fmt.Sprintf("reading the rollout of %s in %s/%s", key, app, env)
+	resp, err := api.GetFlagRolloutWithResponse(ctx, app, key, env)
+	if err != nil {
+		return requestError(what, err)
+	}
+	if err := statusError(what, resp.HTTPResponse, resp.Body); err != nil {
+		return err
+	}
+	if asJSON {
+		return c.printJSON(resp.JSON200)
+	}
+	c.printRollout(*resp.JSON200)
+	return nil
+}
+
+// flagsRolloutCancel stops the running rollout at its current share.
+func (c *cli) flagsRolloutCancel(ctx context.Context, args []string) error {
+	var conn connection
+	var asJSON bool
+	fs := c.newFlagSet("flags rollout cancel", "flags rollout cancel APP ENV FLAG [flags]", &conn)
+	fs.BoolVar(&asJSON, "json", false, "print the rollout as JSON")
+	positional, err := parseFlags(fs, args)
+	if err != nil {
+		return err
+	}
+	if err := flagArgs(fs, positional, "APP", "ENV", "FLAG"); err != nil {
+		return err
+	}
+	app, env, key := positional[0], positional[1], positional[2]
+	api, _, err := c.client(conn, "")
+	if err != nil {
+		return err
+	}
+	what := fmt.Sprintf("cancelling the rollout of %s in %s/%s", key, app, env)
+	resp, err := api.CancelFlagRolloutWithResponse(ctx, app, key, env)
+	if err != nil {
+		return requestError(what, err)
+	}
+	if err := statusError(what, resp.HTTPResponse, resp.Body); err != nil {
+		return err
+	}
+	if asJSON {
+		return c.printJSON(resp.JSON200)
+	}
+	c.printRollout(*resp.JSON200)
+	return nil
+}
+
+// printRollout writes a rollout in lines for people.
+func (c *cli) printRollout(r apiclient.FlagRollout) {
+	steps := make([]string, len(r.Steps))
+	for i, p := range r.Steps {
+		steps[i] = strconv.FormatFloat(p, 'g', -1, 64) + "%"
+		if i == r.Step && r.State == apiclient.FlagRolloutStateRunning {
+			steps[i] = "[" + steps[i] + "]"
+		}
+	}
+	c.printf("rollout %d of %s in %s: %s, %q over %q\n", r.Id, r.Flag, r.Environment, strings.ReplaceAll(string(r.State), "_", " "), r.Variant, r.ControlVariant)
+	c.printf("  steps    %s, %s each\n", strings.Join(steps, " → "), r.StepBake)
+	c.printf("  now      %s%% of users\n", strconv.FormatFloat(r.Percent, 'g', -1, 64))
+	c.printf("  started  by %s at %s\n", r.StartedBy, r.CreatedAt.Local().Format(time.DateTime))
+	if r.Decision != nil {
+		if e, ok := (*r.Decision)["explanation"].(string); ok {
+			c.printf("  decision %s\n", e)
+		}
+	}
+	if r.Outcome != nil {
+		c.printf("  outcome  %s\n", *r.Outcome)
+	}
+}
