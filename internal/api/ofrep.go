@@ -80,7 +80,8 @@ const scopeFlags = auth.ScopeFlags
 const maxOFREPBody = 64 << 10
 
 // RegisterOFREPRoutes serves the OFREP endpoints from snapshots, behind
-// tokens with the flags scope. Without either it registers nothing, so the
+// tokens with the flags scope; neither waits on the database once a token
+// has been seen. Without either it registers nothing, so the
 // routes answer 404 instead of evaluating without authentication.
 func RegisterOFREPRoutes(e *echo.Echo, snapshots FlagSnapshots, tokens TokenLookup) {
 	if snapshots == nil || tokens == nil {
@@ -89,7 +90,9 @@ func RegisterOFREPRoutes(e *echo.Echo, snapshots FlagSnapshots, tokens TokenLook
 	h := &ofrepHandlers{snapshots: snapshots}
 	// The middleware goes on the routes, not on a group: a group without a
 	// prefix would answer every unknown path with its token check.
-	guard := []echo.MiddlewareFunc{RequireToken(tokens, nil), requireFlagsScope}
+	// Applications evaluate on every request they serve, so their tokens
+	// are remembered for TokenCacheTTL rather than looked up each time.
+	guard := []echo.MiddlewareFunc{RequireToken(newTokenCache(tokens, TokenCacheTTL, nil), nil), requireFlagsScope}
 	e.POST(ofrepBulkRoute, h.evaluateAll, guard...)
 	e.POST(ofrepSingleRoute, h.evaluateOne, guard...)
 }
