@@ -2,11 +2,14 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -15,6 +18,7 @@ import (
 	"github.com/chromedp/chromedp"
 	"github.com/stretchr/testify/require"
 
+	"github.com/flightdeckhq/flightdeck/internal/auth"
 	"github.com/flightdeckhq/flightdeck/internal/store"
 )
 
@@ -350,6 +354,62 @@ func TestBrowser(t *testing.T) {
 		require.Equal(t, "approved", approvals[0].Outcome)
 		require.Equal(t, "release-manager", approvals[0].Actor, "the approval is recorded as the person who clicked")
 	})
+}
+
+// ofrepValue asks the server, as an application would, which value a user
+// gets from a flag of storefront/production.
+func ofrepValue(t *testing.T, base, token, key string) (any, string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, base+"/ofrep/v1/evaluate/flags/"+key,
+		strings.NewReader(`{"context": {"targetingKey": "customer-7", "email": "customer-7@mail.example"}}`))
+	require.NoError(t, err)
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	var out struct {
+		Value  any    `json:"value"`
+		Reason string `json:"reason"`
+	}
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&out))
+	return out.Value, out.Reason
+}
+
+// TestBrowserKillSwitch has an on-call engineer pull a flag's kill switch
+// in the browser while an application evaluates it over OFREP.
+func TestBrowserKillSwitch(t *testing.T) {
+	t.Parallel()
+	site := startDemoSite(t)
+	browser := startChrome(t)
+	ctx := context.Background()
+	owner, err := site.store.UserByUsername(ctx, "admin")
+	require.NoError(t, err)
+	token, prefix, hash, err := auth.Generate()
+	require.NoError(t, err)
+	_, err = site.store.CreateToken(ctx, store.NewToken{Name: "storefront-app", Hash: hash, Prefix: prefix,
+		Scopes: []auth.Scope{auth.ScopeFlags}, UserID: owner.ID, Apps: []string{"storefront"}, Environments: []string{"production"}})
+	require.NoError(t, err)
+	value, _ := ofrepValue(t, site.url, token, "search-ranking")
+	require.NotNil(t, value, "search-ranking is on in production")
+
+	oncall := browser.open(t, site.url, "oncall")
+	oncall.signIn("oncall", demoPassword)
+	oncall.visit("/apps/storefront/flags/search-ranking?env=production", "flag-kill")
+	// The kill switch asks for confirmation; the engineer says yes.
+	_ = eval[bool](oncall, `(() => { window.confirm = () => true; return true; })()`)
+	clicked := time.Now()
+	oncall.do(10*time.Second, "pulling the kill switch", chromedp.Click(byTestID("flag-kill")))
+	require.Eventually(t, func() bool {
+		v, reason := ofrepValue(t, site.url, token, "search-ranking")
+		return v == "classic" && reason == "DISABLED"
+	}, 2*time.Second, 2*time.Millisecond, "applications see the flag off at once")
+	t.Logf("kill switch click to the application seeing it off: %s", time.Since(clicked))
+	// The form's answer is the page again, now offering to turn it on.
+	oncall.do(10*time.Second, "the turn-on button is offered", chromedp.WaitVisible(byTestID("flag-turn-on")))
+	state := eval[string](oncall, `document.querySelector('[data-testid="flag-env-state"]').textContent`)
+	require.Contains(t, state, "Off in production")
 }
 
 // TestScreenshots saves a full-page screenshot of every page into the
