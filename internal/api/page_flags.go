@@ -11,15 +11,19 @@ import (
 	"maps"
 	"math"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/alexedwards/scs/v2"
 	"github.com/labstack/echo/v4"
 
+	"github.com/flightdeckhq/flightdeck/internal/analysis"
 	"github.com/flightdeckhq/flightdeck/internal/auth"
+	"github.com/flightdeckhq/flightdeck/internal/engine/plan"
 	"github.com/flightdeckhq/flightdeck/internal/flags"
 	"github.com/flightdeckhq/flightdeck/internal/store"
 	"github.com/flightdeckhq/flightdeck/web/templates"
@@ -39,6 +43,11 @@ type FlagPages interface {
 	ListSegments(ctx context.Context, appID int64) ([]store.Segment, error)
 	UpsertSegment(ctx context.Context, appID int64, seg flags.Segment, expectedVersion int64, actor string) (store.Segment, error)
 	ListFlagEventsBefore(ctx context.Context, flagID, beforeID int64, limit int) ([]store.FlagEvent, error)
+	StartFlagRollout(ctx context.Context, n store.NewFlagRollout) (store.FlagRollout, store.FlagState, error)
+	CurrentFlagRollout(ctx context.Context, flagID, envID int64) (store.FlagRollout, error)
+	CancelFlagRollout(ctx context.Context, id int64, actor string) (store.FlagRollout, error)
+	ListFlagRollouts(ctx context.Context, flagID int64, limit int) ([]store.FlagRollout, error)
+	FlagRollout(ctx context.Context, id int64) (store.FlagRollout, error)
 }
 
 // flagHistoryPageSize is how many changes one page of a flag's history
@@ -67,6 +76,9 @@ func registerFlagPages(g *echo.Group, cfg Config) {
 	g.POST("/apps/:app/flags/:flag/environments/:env/on", h.turnOn)
 	g.POST("/apps/:app/flags/:flag/environments/:env/rollout", h.rollout)
 	g.POST("/apps/:app/flags/:flag/environments/:env/state", h.saveState)
+	g.GET("/apps/:app/flags/:flag/environments/:env/guarded-rollout", h.guardedRolloutPanel)
+	g.POST("/apps/:app/flags/:flag/environments/:env/guarded-rollout", h.startGuardedRollout)
+	g.POST("/apps/:app/flags/:flag/environments/:env/guarded-rollout/cancel", h.cancelGuardedRollout)
 }
 
 // flagPageTarget is what a flag page is about: the app with its environments
@@ -251,12 +263,21 @@ func (h *flagPageHandlers) renderList(c echo.Context, t flagPageTarget, status i
 	}
 	for _, f := range all {
 		row := templates.FlagRow{Key: f.Key(), Type: string(f.Definition.Type), Description: f.Definition.Description}
+		running, err := h.runningRollouts(ctx, f, t.envs)
+		if err != nil {
+			return err
+		}
 		for _, e := range t.envs {
 			st := states[e.ID][f.ID]
-			row.Cells = append(row.Cells, templates.FlagCell{
+			cell := templates.FlagCell{
 				Env: e.Name, On: st.Configured && st.State.Enabled, Configured: st.Configured,
-				Summary: flagCellSummary(st, f.Definition), Href: templates.FlagPath(t.app.Slug, f.Key(), e.Name),
-			})
+				Summary: flagCellSummary(st, f.Definition, running[e.ID]), Href: templates.FlagPath(t.app.Slug, f.Key(), e.Name),
+			}
+			if r, ok := running[e.ID]; ok {
+				cell.Rolling = true
+				cell.Title = fmt.Sprintf("Guarded rollout of %s: step %d of %d, %s%% of users", r.Variant, r.StepIndex+1, len(r.Steps), store.FormatPercent(r.Percent()))
+			}
+			row.Cells = append(row.Cells, cell)
 		}
 		v.Rows = append(v.Rows, row)
 	}
@@ -283,11 +304,15 @@ func (h *flagPageHandlers) renderList(c echo.Context, t flagPageTarget, status i
 }
 
 // flagCellSummary says in a few words what a flag serves in an
-// environment: "on · 2 rules · 5% true", "off" or "not configured".
-func flagCellSummary(st store.FlagState, def flags.Flag) string {
+// environment: "on · 2 rules · 5% true", "off" or "not configured"; with
+// a guarded rollout running there, "on · 2 rules · rolling out · 25%".
+func flagCellSummary(st store.FlagState, def flags.Flag, running store.FlagRollout) string {
+	rolling := running.ID != 0 && running.Running()
 	switch {
 	case !st.Configured:
 		return "not configured"
+	case !st.State.Enabled && rolling:
+		return "off · rollout stopping"
 	case !st.State.Enabled:
 		return "off"
 	}
@@ -295,7 +320,47 @@ func flagCellSummary(st store.FlagState, def flags.Flag) string {
 	if n := len(st.State.Rules); n > 0 {
 		parts = append(parts, store.Plural(n, "rule", "rules"))
 	}
+	if rolling {
+		return strings.Join(append(parts, "rolling out", store.FormatPercent(running.Percent())+"%"), " · ")
+	}
 	return strings.Join(append(parts, flagShortServe(st.State.DefaultRollout, def.DefaultVariant)), " · ")
+}
+
+// recentFlagRollouts is how many of a flag's latest rollouts are read to
+// find those that run; an older one that still runs is looked up per
+// environment.
+const recentFlagRollouts = 20
+
+// runningRollouts finds the guarded rollouts of a flag that run, by
+// environment id.
+func (h *flagPageHandlers) runningRollouts(ctx context.Context, f store.Flag, envs []store.Environment) (map[int64]store.FlagRollout, error) {
+	recent, err := h.store.ListFlagRollouts(ctx, f.ID, recentFlagRollouts)
+	if err != nil {
+		return nil, fmt.Errorf("listing the rollouts of flag %s: %w", f.Key(), err)
+	}
+	out := map[int64]store.FlagRollout{}
+	for _, r := range recent {
+		if r.Running() {
+			out[r.EnvironmentID] = r
+		}
+	}
+	if len(recent) < recentFlagRollouts {
+		return out, nil
+	}
+	for _, e := range envs {
+		if _, ok := out[e.ID]; ok {
+			continue
+		}
+		r, err := h.store.CurrentFlagRollout(ctx, f.ID, e.ID)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+		case err != nil:
+			return nil, fmt.Errorf("reading the rollout of flag %s in %s: %w", f.Key(), e.Name, err)
+		case r.Running():
+			out[e.ID] = r
+		}
+	}
+	return out, nil
 }
 
 // flagShortServe is what a default rollout serves, shortest: a two-armed
@@ -450,6 +515,22 @@ func (h *flagPageHandlers) renderFlag(c echo.Context, t flagPageTarget, status i
 
 // flagView reads everything the flag page shows.
 func (h *flagPageHandlers) flagView(c echo.Context, t flagPageTarget, before int64) (templates.FlagView, error) {
+	v, err := h.flagStateView(c, t)
+	if err != nil {
+		return v, err
+	}
+	history, err := h.flagHistory(c.Request().Context(), t, before)
+	if err != nil {
+		return v, err
+	}
+	v.History = history
+	return v, nil
+}
+
+// flagStateView reads what the flag page shows but its history: the
+// definition, and the flag in every environment with the selected one's
+// editor and guarded rollout.
+func (h *flagPageHandlers) flagStateView(c echo.Context, t flagPageTarget) (templates.FlagView, error) {
 	ctx := c.Request().Context()
 	m := memberFrom(c)
 	def := t.flag.Definition
@@ -468,24 +549,35 @@ func (h *flagPageHandlers) flagView(c echo.Context, t flagPageTarget, before int
 			Default: name == def.DefaultVariant, Off: name == flagOffVariant(def),
 		})
 	}
+	running, err := h.runningRollouts(ctx, t.flag, t.envs)
+	if err != nil {
+		return v, err
+	}
 	for _, e := range t.envs {
 		st, err := h.flagState(ctx, t, e)
 		if err != nil {
 			return v, err
 		}
+		r, rolling := running[e.ID]
 		v.Environments = append(v.Environments, templates.FlagEnvTab{
-			Name: e.Name, Tier: e.Tier, On: st.Configured && st.State.Enabled, Configured: st.Configured, Summary: flagCellSummary(st, def),
-			Selected: e.ID == t.env.ID, Href: templates.FlagPath(t.app.Slug, def.Key, e.Name),
+			Name: e.Name, Tier: e.Tier, On: st.Configured && st.State.Enabled, Configured: st.Configured, Summary: flagCellSummary(st, def, r),
+			Selected: e.ID == t.env.ID, Href: templates.FlagPath(t.app.Slug, def.Key, e.Name), Rolling: rolling,
 		})
-		if e.ID == t.env.ID {
-			v.Env = flagEnvStateOf(m, t, st)
+		if e.ID != t.env.ID {
+			continue
 		}
+		v.Env = flagEnvStateOf(m, t, st)
+		latest, err := h.store.CurrentFlagRollout(ctx, t.flag.ID, e.ID)
+		var found *store.FlagRollout
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+		case err != nil:
+			return v, fmt.Errorf("reading the rollout of %s in %s: %w", t.flag.Key(), t.where(), err)
+		default:
+			found = &latest
+		}
+		v.Env.Guarded = guardedRolloutView(m, t, st, found, v.Now)
 	}
-	history, err := h.flagHistory(ctx, t, before)
-	if err != nil {
-		return v, err
-	}
-	v.History = history
 	return v, nil
 }
 
@@ -636,20 +728,65 @@ func (h *flagPageHandlers) flagHistory(ctx context.Context, t flagPageTarget, be
 	for _, e := range t.envs {
 		names[e.ID] = e.Name
 	}
+	variants, err := h.rolloutVariants(ctx, t.flag, events)
+	if err != nil {
+		return out, err
+	}
 	for _, ev := range events {
 		env := names[ev.EnvironmentID]
 		out.Entries = append(out.Entries, templates.FlagHistoryEntry{
 			ID: ev.ID, At: ev.At, Actor: ev.Actor, Env: env,
-			Kind: strings.ReplaceAll(ev.Type, ".", "-"), Text: flagHistoryText(ev, env, t.flag.Definition),
+			Kind: strings.ReplaceAll(ev.Type, ".", "-"), Text: flagHistoryText(ev, env, t.flag.Definition, variants),
 		})
+	}
+	return out, nil
+}
+
+// rolloutVariants names the variant each guarded rollout the events are
+// about releases, for events whose payload does not say, by rollout id.
+func (h *flagPageHandlers) rolloutVariants(ctx context.Context, f store.Flag, events []store.FlagEvent) (map[int64]string, error) {
+	var missing []int64
+	for _, ev := range events {
+		if !strings.HasPrefix(ev.Type, "flag.rollout_") {
+			continue
+		}
+		if p, err := ev.DecodePayload(); err == nil && p.Rollout != 0 && p.Variant == "" {
+			missing = append(missing, p.Rollout)
+		}
+	}
+	if len(missing) == 0 {
+		return nil, nil
+	}
+	recent, err := h.store.ListFlagRollouts(ctx, f.ID, recentFlagRollouts)
+	if err != nil {
+		return nil, fmt.Errorf("listing the rollouts of flag %s: %w", f.Key(), err)
+	}
+	out := make(map[int64]string, len(recent))
+	for _, r := range recent {
+		out[r.ID] = r.Variant
+	}
+	for _, id := range missing {
+		if _, ok := out[id]; ok {
+			continue
+		}
+		r, err := h.store.FlagRollout(ctx, id)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			out[id] = ""
+		case err != nil:
+			return nil, fmt.Errorf("reading rollout %d of flag %s: %w", id, f.Key(), err)
+		default:
+			out[id] = r.Variant
+		}
 	}
 	return out, nil
 }
 
 // flagHistoryText says what a change of the flag did: "killed in
 // production", "state changed in staging: on, 2 rules, default 5% true /
-// 95% false".
-func flagHistoryText(ev store.FlagEvent, env string, def flags.Flag) string {
+// 95% false", "rollout moved true from 5% to 25% in production".
+// variants names the variant of rollouts whose events do not, by id.
+func flagHistoryText(ev store.FlagEvent, env string, def flags.Flag, variants map[int64]string) string {
 	p, err := ev.DecodePayload()
 	if err != nil {
 		return strings.ReplaceAll(ev.Type, "_", " ")
@@ -675,6 +812,9 @@ func flagHistoryText(ev store.FlagEvent, env string, def flags.Flag) string {
 			return "killed in " + env + " (it was already off)"
 		}
 		return "killed in " + env
+	}
+	if text, ok := store.DescribeFlagRolloutEvent(ev.Type, p, env, variants[p.Rollout]); ok {
+		return text
 	}
 	return strings.ReplaceAll(ev.Type, "_", " ")
 }
@@ -867,6 +1007,345 @@ func (h *flagPageHandlers) saveState(c echo.Context) error {
 	}
 	keepNotice(h.sessions, c, fmt.Sprintf("Saved the state of %s in %s.", t.flag.Key(), t.where()))
 	return c.Redirect(http.StatusSeeOther, string(templates.FlagPath(t.app.Slug, t.flag.Key(), t.env.Name))+"#state")
+}
+
+// ---------------------------------------------------------------------------
+// The guarded rollout of the flag in one environment
+
+// defaultRolloutSteps is the steps field as first offered.
+var defaultRolloutSteps = func() string {
+	parts := make([]string, len(store.DefaultFlagRolloutSteps))
+	for i, p := range store.DefaultFlagRolloutSteps {
+		parts[i] = store.FormatPercent(p)
+	}
+	return strings.Join(parts, ", ")
+}()
+
+// defaultRolloutBake is the bake per step first offered.
+const defaultRolloutBake = "10m"
+
+// maxRolloutFormText bounds the text fields of the start form.
+const maxRolloutFormText = 1000
+
+// guardedRolloutView describes the guarded rollout panel of the selected
+// environment; latest is the running rollout or else the latest one, nil
+// when the flag never had one there.
+func guardedRolloutView(m *auth.Member, t flagPageTarget, st store.FlagState, latest *store.FlagRollout, now time.Time) templates.FlagGuardedRollout {
+	def := t.flag.Definition
+	role := m.RoleOn(t.app.Slug, t.env.Name)
+	g := templates.FlagGuardedRollout{
+		AppSlug: t.app.Slug, FlagKey: def.Key, Env: t.env.Name,
+		CanEdit:     role.Includes(auth.RoleDeployer),
+		Variants:    slices.Sorted(maps.Keys(def.Variants)),
+		MetricsPath: flagRolloutMetricsPath(t),
+		Form:        defaultRolloutForm(def),
+		Now:         now,
+	}
+	if !g.CanEdit {
+		g.RoleNote = fmt.Sprintf("You are a %s on %s; starting or cancelling a guarded rollout needs the %s role.", role, t.where(), auth.RoleDeployer)
+	}
+	if latest == nil {
+		g.Seen = "none." + strconv.FormatInt(st.State.Version, 10)
+		return g
+	}
+	r := *latest
+	g.Seen = fmt.Sprintf("%d.%d.%s.%d", r.ID, r.StepIndex, r.State, st.State.Version)
+	if r.Running() {
+		g.Running = runningRolloutView(t, st, r, now)
+	} else {
+		g.Last = endedRolloutView(t, r)
+	}
+	return g
+}
+
+// flagRolloutMetricsPath is where applications push a rollout's metrics
+// by variant through the API.
+func flagRolloutMetricsPath(t flagPageTarget) string {
+	return "/api/v1/apps/" + url.PathEscape(t.app.Slug) + "/flags/" + url.PathEscape(t.flag.Key()) +
+		"/environments/" + url.PathEscape(t.env.Name) + "/rollout/metrics"
+}
+
+// defaultRolloutForm is the start form as first offered: a boolean flag
+// releases its true variant over its false one.
+func defaultRolloutForm(def flags.Flag) templates.FlagRolloutForm {
+	f := templates.FlagRolloutForm{Steps: defaultRolloutSteps, StepBake: defaultRolloutBake}
+	if on, off, ok := flagBooleanVariants(def); ok {
+		f.Variant, f.ControlVariant = on, off
+	} else {
+		f.ControlVariant = def.DefaultVariant
+	}
+	return f
+}
+
+// rolloutPercent writes a step's share: "25%".
+func rolloutPercent(p float64) string { return store.FormatPercent(p) + "%" }
+
+// rolloutSteps writes a rollout's steps: "5% → 25% → 50% → 100%".
+func rolloutSteps(steps []float64) string {
+	parts := make([]string, len(steps))
+	for i, p := range steps {
+		parts[i] = rolloutPercent(p)
+	}
+	return strings.Join(parts, " → ")
+}
+
+// runningRolloutView describes a running rollout at now.
+func runningRolloutView(t flagPageTarget, st store.FlagState, r store.FlagRollout, now time.Time) *templates.FlagRolloutRunning {
+	out := &templates.FlagRolloutRunning{
+		ID: r.ID, Variant: r.Variant, ControlVariant: r.ControlVariant, Percent: rolloutPercent(r.Percent()),
+		StepNumber: r.StepIndex + 1, StepCount: len(r.Steps), StepBake: plan.Duration(r.StepBake).String(),
+		NextCheck: r.NextCheckAt, StartedBy: r.StartedBy, StartedAt: r.CreatedAt,
+		FlagOff: !st.State.Enabled,
+		CancelConfirm: fmt.Sprintf("Cancel the guarded rollout of %s in %s? It stops at %s: %s keeps serving %s to that share of users until someone changes it.",
+			t.flag.Key(), t.where(), rolloutPercent(r.Percent()), t.flag.Key(), r.Variant),
+	}
+	for i, p := range r.Steps {
+		status := "next"
+		switch {
+		case i < r.StepIndex:
+			status = "done"
+		case i == r.StepIndex:
+			status = "current"
+		}
+		out.Steps = append(out.Steps, templates.FlagRolloutStep{Number: i + 1, Percent: rolloutPercent(p), Status: status})
+	}
+	baked := min(max(now.Sub(r.StepStartedAt), 0), r.StepBake)
+	out.Baked = templates.RunDuration(baked)
+	if r.StepBake > 0 {
+		out.BakedPercent = int(100 * baked / r.StepBake)
+	}
+	out.BakeOver = baked >= r.StepBake
+	out.Decision = rolloutDecisionView(r)
+	return out
+}
+
+// rolloutDecisionView words the decision of a rollout's latest check; nil
+// before the first.
+func rolloutDecisionView(r store.FlagRollout) *templates.FlagRolloutDecision {
+	if len(r.LastDecision) == 0 || string(r.LastDecision) == "null" {
+		return nil
+	}
+	var d analysis.Decision
+	if err := json.Unmarshal(r.LastDecision, &d); err != nil {
+		return &templates.FlagRolloutDecision{Verdict: "unknown", VerdictLabel: "Unreadable",
+			Explanation: "The latest decision of this rollout could not be read: " + err.Error() + "."}
+	}
+	out := &templates.FlagRolloutDecision{
+		Verdict: string(d.Verdict), VerdictLabel: runVerdictLabel(string(d.Verdict)), Explanation: d.Explanation, At: d.WindowTo,
+	}
+	if !d.WindowFrom.IsZero() && d.WindowFrom.Before(r.StepStartedAt) && r.StepIndex > 0 {
+		out.Earlier = fmt.Sprintf("This check judged the %s step and moved the rollout on; the %s step's own checks follow.",
+			rolloutPercent(r.Steps[r.StepIndex-1]), rolloutPercent(r.Percent()))
+	}
+	for _, m := range d.Metrics {
+		out.Metrics = append(out.Metrics, runMetricRow(m))
+	}
+	return out
+}
+
+// endedRolloutView describes a rollout that has ended.
+func endedRolloutView(t flagPageTarget, r store.FlagRollout) *templates.FlagRolloutEnded {
+	out := &templates.FlagRolloutEnded{
+		State: string(r.State), Outcome: r.Outcome, FinishedAt: r.FinishedAt,
+		Summary: fmt.Sprintf("%s over %s, %s, %s per step, started by %s", r.Variant, r.ControlVariant,
+			rolloutSteps(r.Steps), plan.Duration(r.StepBake), r.StartedBy),
+	}
+	switch r.State {
+	case store.FlagRolloutCompleted:
+		out.Label, out.Badge = "completed", "state-succeeded"
+	case store.FlagRolloutRolledBack:
+		out.Label, out.Badge = "rolled back", "state-rolled_back"
+		out.Outcome = fmt.Sprintf("Rolled back at %s: the decision found %s worse than %s, so %s was turned off in %s and every user there got %s.",
+			rolloutPercent(r.Percent()), r.Variant, r.ControlVariant, t.flag.Key(), t.env.Name, flagOffVariant(t.flag.Definition))
+		out.Explanation = r.Outcome
+	case store.FlagRolloutCancelled:
+		out.Label, out.Badge = "cancelled", "state-paused"
+	default:
+		out.Label, out.Badge = strings.ReplaceAll(string(r.State), "_", " "), "state-pending"
+	}
+	return out
+}
+
+// readRolloutForm reads the start form as typed.
+func readRolloutForm(c echo.Context) templates.FlagRolloutForm {
+	return templates.FlagRolloutForm{
+		Variant:        strings.TrimSpace(c.FormValue("variant")),
+		ControlVariant: strings.TrimSpace(c.FormValue("control_variant")),
+		Steps:          strings.TrimSpace(c.FormValue("steps")),
+		StepBake:       strings.TrimSpace(c.FormValue("step_bake")),
+	}
+}
+
+// rolloutFromForm reads a new rollout from the start form; the problems
+// it finds are those of the form's text. The store checks the rest.
+func rolloutFromForm(f templates.FlagRolloutForm) (store.NewFlagRollout, []templates.FlagProblem) {
+	n := store.NewFlagRollout{Variant: f.Variant, ControlVariant: f.ControlVariant}
+	var problems []templates.FlagProblem
+	add := func(field, format string, args ...any) {
+		problems = append(problems, templates.FlagProblem{Field: field, Message: fmt.Sprintf(format, args...)})
+	}
+	switch {
+	case len(f.Steps) > maxRolloutFormText:
+		add("steps", "is %d characters long; write at most %d percentages such as 5, 25, 50, 100", len(f.Steps), store.MaxFlagRolloutSteps)
+	default:
+		parts := strings.FieldsFunc(f.Steps, func(r rune) bool { return r == ',' || r == ';' || r == '→' || unicode.IsSpace(r) })
+		for i, part := range parts {
+			p, err := strconv.ParseFloat(strings.TrimSuffix(part, "%"), 64)
+			if err != nil || math.IsInf(p, 0) {
+				add("steps["+strconv.Itoa(i)+"]", "%q is not a percentage; write numbers such as 5, 25, 50, 100", truncate(part, 20))
+				continue
+			}
+			n.Steps = append(n.Steps, p)
+		}
+	}
+	switch {
+	case f.StepBake == "":
+		add("step_bake", "is empty; write how long each step bakes before it may move on, such as %s", defaultRolloutBake)
+	case len(f.StepBake) > maxRolloutFormText:
+		add("step_bake", "is %d characters long; write a duration such as %s", len(f.StepBake), defaultRolloutBake)
+	default:
+		d, err := plan.ParseDuration(f.StepBake)
+		if err != nil {
+			add("step_bake", "%q %v", truncate(f.StepBake, 40), err)
+		}
+		n.StepBake = time.Duration(d)
+	}
+	return n, problems
+}
+
+// setRolloutFormProblems puts problems next to the fields of the start
+// form they concern; those of no field are listed above it.
+func setRolloutFormProblems(f *templates.FlagRolloutForm, problems []templates.FlagProblem) {
+	f.Errors = map[string][]string{}
+	for _, pr := range problems {
+		switch field := pr.Field; {
+		case field == "variant", field == "control_variant", field == "steps", field == "step_bake":
+			f.Errors[field] = append(f.Errors[field], pr.Message)
+		case strings.HasPrefix(field, "steps["):
+			i, err := strconv.Atoi(strings.TrimSuffix(strings.TrimPrefix(field, "steps["), "]"))
+			if err != nil {
+				f.Errors["steps"] = append(f.Errors["steps"], pr.Message)
+				continue
+			}
+			f.Errors["steps"] = append(f.Errors["steps"], fmt.Sprintf("step %d: %s", i+1, pr.Message))
+		default:
+			f.Problems = append(f.Problems, pr)
+		}
+	}
+	if len(f.Problems) > 0 {
+		f.Error = "The flag's state would not be valid with this rollout; every problem is listed below with the field it concerns."
+	}
+}
+
+// guardedRolloutPanel answers the panel's refresh while a rollout runs:
+// the panel, and the parts of the page the rollout changes when they
+// changed since the page showed them (?seen=). Without htmx it is the
+// flag page.
+func (h *flagPageHandlers) guardedRolloutPanel(c echo.Context) error {
+	t, ok, err := h.loadFlagEnv(c)
+	if !ok {
+		return err
+	}
+	if c.Request().Header.Get("HX-Request") != "true" {
+		return c.Redirect(http.StatusSeeOther, string(templates.FlagPath(t.app.Slug, t.flag.Key(), t.env.Name))+"#guarded-rollout")
+	}
+	v, err := h.flagStateView(c, t)
+	if err != nil {
+		return err
+	}
+	p := pageFor(c, t.flag.Key()+" · "+t.app.Slug, "overview")
+	return render(c, http.StatusOK, templates.FlagGuardedRolloutRefresh(p, v, c.QueryParam("seen") != v.Env.Guarded.Seen))
+}
+
+// startGuardedRollout starts a guarded rollout of the flag in the
+// environment from the panel's form.
+func (h *flagPageHandlers) startGuardedRollout(c echo.Context) error {
+	t, ok, err := h.loadFlagEnv(c)
+	if !ok {
+		return err
+	}
+	m := memberFrom(c)
+	if !m.Can(t.app.Slug, t.env.Name, auth.RoleDeployer) {
+		return refuseFlagEnv(c, m, t, fmt.Sprintf("starting a guarded rollout of %s", t.flag.Key()))
+	}
+	form := readRolloutForm(c)
+	n, problems := rolloutFromForm(form)
+	if len(problems) == 0 {
+		n.FlagID, n.EnvironmentID, n.Actor = t.flag.ID, t.env.ID, m.Actor()
+		ctx := c.Request().Context()
+		r, _, err := h.store.StartFlagRollout(ctx, n)
+		if errors.Is(err, store.ErrRolloutRunning) {
+			message := fmt.Sprintf("A guarded rollout of %s is running in %s already; it was not replaced. Cancel it before starting another. Nothing was changed.", t.flag.Key(), t.where())
+			if cur, cerr := h.store.CurrentFlagRollout(ctx, t.flag.ID, t.env.ID); cerr == nil && cur.Running() {
+				message = fmt.Sprintf("A guarded rollout of %s is running in %s already (%s at %s, started by %s); it was not replaced. Cancel it before starting another. Nothing was changed.",
+					t.flag.Key(), t.where(), cur.Variant, rolloutPercent(cur.Percent()), cur.StartedBy)
+			}
+			return h.renderFlag(c, t, http.StatusConflict, "Nothing was started: a guarded rollout runs there already.", func(v *templates.FlagView) {
+				v.Env.Guarded.Error = message
+			})
+		}
+		if verr, ok := errors.AsType[*flags.ValidationError](err); ok {
+			problems = flagProblemsOf(verr)
+		} else if err != nil {
+			return fmt.Errorf("starting a guarded rollout of %s in %s: %w", t.flag.Key(), t.where(), err)
+		} else {
+			notice := fmt.Sprintf("Guarded rollout of %s started in %s: %s serves %s of the users no rule matches.", t.flag.Key(), t.where(), r.Variant, rolloutPercent(r.Percent()))
+			if len(r.Steps) > 1 {
+				notice += fmt.Sprintf(" It moves to %s after %s of healthy metrics.", rolloutPercent(r.Steps[1]), plan.Duration(r.StepBake))
+			}
+			keepNotice(h.sessions, c, notice)
+			return c.Redirect(http.StatusSeeOther, string(templates.FlagPath(t.app.Slug, t.flag.Key(), t.env.Name))+"#guarded-rollout")
+		}
+	}
+	setRolloutFormProblems(&form, problems)
+	return h.renderFlag(c, t, http.StatusBadRequest, "Nothing was started: the guarded rollout form says what to fix.", func(v *templates.FlagView) {
+		v.Env.Guarded.Form = form
+	})
+}
+
+// cancelGuardedRollout stops the running rollout the page showed where it
+// is: the flag keeps serving the current step's share.
+func (h *flagPageHandlers) cancelGuardedRollout(c echo.Context) error {
+	t, ok, err := h.loadFlagEnv(c)
+	if !ok {
+		return err
+	}
+	m := memberFrom(c)
+	if !m.Can(t.app.Slug, t.env.Name, auth.RoleDeployer) {
+		return refuseFlagEnv(c, m, t, fmt.Sprintf("cancelling the guarded rollout of %s", t.flag.Key()))
+	}
+	id, err := strconv.ParseInt(strings.TrimSpace(c.FormValue("rollout")), 10, 64)
+	if err != nil || id < 1 {
+		return refusePage(c, http.StatusBadRequest, "The form did not say which rollout to cancel; reload the page and try again. Nothing was changed.")
+	}
+	ctx := c.Request().Context()
+	refuse := func(message string) error {
+		return h.renderFlag(c, t, http.StatusConflict, "Nothing was cancelled: the guarded rollout panel says why.", func(v *templates.FlagView) {
+			v.Env.Guarded.Error = message
+		})
+	}
+	cur, err := h.store.CurrentFlagRollout(ctx, t.flag.ID, t.env.ID)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return refuse(fmt.Sprintf("%s never had a guarded rollout in %s, so there is nothing to cancel. Nothing was changed.", t.flag.Key(), t.where()))
+	case err != nil:
+		return fmt.Errorf("reading the rollout of %s in %s: %w", t.flag.Key(), t.where(), err)
+	case cur.ID != id && cur.Running():
+		return refuse(fmt.Sprintf("The rollout this page showed has ended, and another one runs now (%s at %s, started by %s); look at it before cancelling. Nothing was changed.",
+			cur.Variant, rolloutPercent(cur.Percent()), cur.StartedBy))
+	case cur.ID != id || !cur.Running():
+		return refuse("The guarded rollout this page showed has ended already, so there is nothing to cancel. Nothing was changed.")
+	}
+	r, err := h.store.CancelFlagRollout(ctx, id, m.Actor())
+	if errors.Is(err, store.ErrTerminal) {
+		return refuse("The guarded rollout ended while you were cancelling it, so there is nothing to cancel. Nothing was changed.")
+	}
+	if err != nil {
+		return fmt.Errorf("cancelling the rollout of %s in %s: %w", t.flag.Key(), t.where(), err)
+	}
+	keepNotice(h.sessions, c, fmt.Sprintf("Cancelled the guarded rollout of %s in %s at %s: %s keeps serving %s to that share of users until someone changes it.",
+		t.flag.Key(), t.where(), rolloutPercent(r.Percent()), t.flag.Key(), r.Variant))
+	return c.Redirect(http.StatusSeeOther, string(templates.FlagPath(t.app.Slug, t.flag.Key(), t.env.Name))+"#guarded-rollout")
 }
 
 // ---------------------------------------------------------------------------
@@ -1365,6 +1844,15 @@ func envFlagChangeOf(e store.EnvironmentFlagEvent) *templates.EnvFlagChange {
 	case e.Type == store.FlagEventStateChanged && p.State != nil:
 		ch.On = p.State.Enabled
 		ch.Text = "state changed: " + store.DescribeFlagState(*p.State, e.FlagDefaultVariant)
+	case strings.HasPrefix(e.Type, "flag.rollout_"):
+		text, _ := store.DescribeFlagRolloutEvent(e.Type, p, "", "")
+		ch.Text = cmp.Or(text, strings.ReplaceAll(strings.TrimPrefix(e.Type, "flag."), "_", " "))
+		switch e.Type {
+		case store.FlagEventRolloutStarted, store.FlagEventRolloutAdvanced, store.FlagEventRolloutCompleted:
+			ch.On = true
+		case store.FlagEventRolloutCancelled:
+			ch.On = !strings.HasPrefix(p.Outcome, "Stopped: ")
+		}
 	default:
 		ch.Text = strings.ReplaceAll(strings.TrimPrefix(e.Type, "flag."), "_", " ")
 	}

@@ -8,11 +8,16 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 	"golang.org/x/net/html"
 
+	"github.com/flightdeckhq/flightdeck/internal/analysis"
+	"github.com/flightdeckhq/flightdeck/internal/analysis/push"
+	"github.com/flightdeckhq/flightdeck/internal/engine"
 	"github.com/flightdeckhq/flightdeck/internal/flags"
+	"github.com/flightdeckhq/flightdeck/internal/flags/rollout"
 	"github.com/flightdeckhq/flightdeck/internal/store"
 )
 
@@ -751,4 +756,405 @@ func flagRowsOnly(rows []string) []string {
 		}
 	}
 	return out
+}
+
+// selectedOption returns the value of the selected option of the select
+// with the data-testid, or "" when none is.
+func selectedOption(p page, testID string) string {
+	sel := p.byTestID(testID)
+	if sel == nil {
+		return ""
+	}
+	for c := sel.FirstChild; c != nil; c = c.NextSibling {
+		if c.Type == html.ElementNode && c.Data == "option" {
+			for _, a := range c.Attr {
+				if a.Key == "selected" {
+					return attr(c, "value")
+				}
+			}
+		}
+	}
+	return ""
+}
+
+// cellTexts lists the texts of a table row's cells.
+func cellTexts(row *html.Node) []string {
+	var out []string
+	if row == nil {
+		return nil
+	}
+	for c := row.FirstChild; c != nil; c = c.NextSibling {
+		if c.Type == html.ElementNode && c.Data == "td" {
+			out = append(out, strings.TrimSpace(text(c)))
+		}
+	}
+	return out
+}
+
+// htmxGet fetches a path as htmx does: with the HX-Request header.
+func (b *browser) htmxGet(path string) page {
+	b.t.Helper()
+	req, err := http.NewRequest(http.MethodGet, b.base+path, nil)
+	require.NoError(b.t, err)
+	req.Header.Set("HX-Request", "true")
+	return b.do(req)
+}
+
+// startRollout starts a guarded rollout of new-checkout in production the
+// way the page does, as paul.
+func (f *flagPageFixture) startRollout(steps []float64, bake time.Duration) store.FlagRollout {
+	f.t.Helper()
+	r, _, err := f.Store.StartFlagRollout(context.Background(), store.NewFlagRollout{
+		FlagID: f.flag.ID, EnvironmentID: f.prod.ID, Steps: steps, StepBake: bake, Actor: "paul",
+	})
+	require.NoError(f.t, err)
+	return r
+}
+
+// rollout reads new-checkout's running or latest rollout in production.
+func (f *flagPageFixture) rollout() store.FlagRollout {
+	f.t.Helper()
+	r, err := f.Store.CurrentFlagRollout(context.Background(), f.flag.ID, f.prod.ID)
+	require.NoError(f.t, err)
+	return r
+}
+
+// historyTexts lists the flag's history as the page words it, newest
+// first.
+func historyTexts(t *testing.T, f *flagPageFixture, p page) []string {
+	t.Helper()
+	events, err := f.Store.ListFlagEventsBefore(context.Background(), f.flag.ID, 0, 25)
+	require.NoError(t, err)
+	var out []string
+	for _, ev := range events {
+		out = append(out, p.text(fmt.Sprintf("flag-event-%d-text", ev.ID)))
+	}
+	return out
+}
+
+const guardedRolloutPath = flagProdPath + "/guarded-rollout"
+
+func TestStartingAGuardedRolloutFromTheFlagPage(t *testing.T) {
+	t.Parallel()
+	f := newFlagPageFixture(t)
+	dora := f.signIn("dora")
+
+	// The form offers the boolean flag's true over false, the default
+	// steps and a bake, and says what will happen.
+	res := dora.get(flagProdPage)
+	require.Equal(t, http.StatusOK, res.Code)
+	require.NotNil(t, res.byTestID("flag-guarded-form"))
+	require.Equal(t, "true", selectedOption(res, "flag-guarded-variant"))
+	require.Equal(t, "false", selectedOption(res, "flag-guarded-control"))
+	require.Equal(t, "5, 25, 50, 100", attr(res.byTestID("flag-guarded-steps-input"), "value"))
+	require.Equal(t, "10m", attr(res.byTestID("flag-guarded-bake-input"), "value"))
+	plan := res.text("flag-guarded-plan")
+	require.Contains(t, plan, "Starting turns new-checkout on in production")
+	require.Contains(t, plan, "Rules stay in front")
+	require.Contains(t, plan, "POST /api/v1/apps/checkout/flags/new-checkout/environments/production/rollout/metrics")
+	require.Empty(t, attr(res.byTestID("flag-guarded-rollout"), "hx-trigger"), "nothing runs, so nothing refreshes")
+
+	res = dora.post(guardedRolloutPath, url.Values{
+		"variant": {"true"}, "control_variant": {"false"}, "steps": {"5, 25, 50, 100"}, "step_bake": {"10m"},
+	})
+	require.Equal(t, http.StatusSeeOther, res.Code, res.Body)
+	require.Equal(t, flagProdPage+"#guarded-rollout", res.Location)
+
+	// The flag serves 5% true by default; the employees rule stays first.
+	st := f.state(f.prod)
+	require.True(t, st.State.Enabled)
+	require.Equal(t, flags.Serve{Rollout: []flags.WeightedVariant{{Variant: "true", Weight: 5}, {Variant: "false", Weight: 95}}}, st.State.DefaultRollout)
+	require.Equal(t, employeesState.Rules, st.State.Rules)
+	r := f.rollout()
+	require.Equal(t, store.FlagRolloutRunning, r.State)
+	require.Equal(t, 10*time.Minute, r.StepBake)
+	require.Equal(t, "dora", r.StartedBy)
+
+	res = dora.get(flagProdPage)
+	require.Contains(t, res.text("flash"), "Guarded rollout of new-checkout started in checkout/production: true serves 5% of the users no rule matches. It moves to 25% after 10m of healthy metrics.")
+	require.Equal(t, "rolling out", res.text("flag-guarded-state"))
+	require.Equal(t, "5%", res.text("flag-guarded-percent"))
+	require.Equal(t, "current", attr(res.byTestID("flag-guarded-step-1"), "data-status"))
+	require.Equal(t, "step", attr(res.byTestID("flag-guarded-step-1"), "aria-current"))
+	for i, pct := range []string{"5%", "25%", "50%", "100%"} {
+		require.Contains(t, res.text(fmt.Sprintf("flag-guarded-step-%d", i+1)), pct)
+	}
+	require.Equal(t, "next", attr(res.byTestID("flag-guarded-step-4"), "data-status"))
+	require.Contains(t, res.text("flag-guarded-bake"), "of 10m")
+	require.Contains(t, res.text("flag-guarded-explanation"), "Waiting for the first check")
+	require.Nil(t, res.byTestID("flag-guarded-verdict"))
+	require.Nil(t, res.byTestID("flag-guarded-form"), "no second rollout is offered while one runs")
+	cancel := res.byTestID("flag-guarded-cancel-form")
+	require.NotNil(t, cancel)
+	require.Contains(t, attr(cancel, "data-confirm"), "Cancel the guarded rollout of new-checkout in checkout/production? It stops at 5%")
+	require.Equal(t, fmt.Sprint(r.ID), formInput(res, "flag-guarded-cancel-form", "rollout"))
+	panel := res.byTestID("flag-guarded-rollout")
+	require.Equal(t, "every 5s", attr(panel, "hx-trigger"), "a running rollout's panel refreshes itself")
+	require.True(t, strings.HasPrefix(attr(panel, "hx-get"), guardedRolloutPath+"?seen="), attr(panel, "hx-get"))
+	require.Nil(t, res.byTestID("flag-rollout-form"), "the percentage is the rollout's to set while it runs")
+	require.Contains(t, res.text("flag-rollout-guarded"), "cancel it to set the percentage by hand")
+	require.Equal(t, "5% true / 95% false", res.text("flag-default")[len("default: "):])
+	require.Contains(t, res.text("flag-env-tab-production"), "on · 1 rule · rolling out · 5%")
+
+	// The flag list says so too.
+	list := dora.get("/apps/checkout/flags")
+	require.Equal(t, "on · 1 rule · rolling out · 5%", list.text("flag-cell-new-checkout-production"))
+	require.Contains(t, attr(list.byTestID("flag-cell-new-checkout-production"), "title"), "step 1 of 4")
+	require.Equal(t, "not configured", list.text("flag-cell-new-checkout-staging"))
+
+	// A second rollout is refused while this one runs.
+	res = dora.post(guardedRolloutPath, url.Values{"variant": {"true"}, "control_variant": {"false"}, "step_bake": {"1m"}})
+	require.Equal(t, http.StatusConflict, res.Code)
+	require.Contains(t, res.text("flag-guarded-error"), "A guarded rollout of new-checkout is running in checkout/production already (true at 5%, started by dora)")
+	require.Contains(t, res.text("flag-guarded-error"), "Nothing was changed.")
+	require.Equal(t, st, f.state(f.prod), "nothing changed")
+	require.Equal(t, r.ID, f.rollout().ID)
+
+	// The refresh answers the panel alone while the flag is as the page
+	// showed it, and the switch, tabs and default too once it changed.
+	seen := strings.TrimPrefix(attr(panel, "hx-get"), guardedRolloutPath)
+	frag := dora.htmxGet(guardedRolloutPath + seen)
+	require.Equal(t, http.StatusOK, frag.Code)
+	require.Equal(t, "5%", frag.text("flag-guarded-percent"))
+	require.Nil(t, frag.byTestID("nav"), "a fragment, not a page")
+	require.Nil(t, frag.byTestID("flag-switch"))
+	_, err := f.Store.FinishFlagRolloutCheck(context.Background(), store.FlagRolloutCheck{
+		RolloutID: r.ID, StepIndex: 0, Action: store.RolloutAdvance, Explanation: "Continue: healthy.",
+		Decision: json.RawMessage(`{"verdict": "continue", "explanation": "Continue: healthy."}`), NextCheckAt: time.Now(), Actor: "rollout",
+	})
+	require.NoError(t, err)
+	frag = dora.htmxGet(guardedRolloutPath + seen)
+	require.Equal(t, "25%", frag.text("flag-guarded-percent"))
+	require.Equal(t, "true", attr(frag.byTestID("flag-switch"), "hx-swap-oob"))
+	require.Equal(t, "25% true / 75% false", frag.text("flag-default")[len("default: "):])
+	require.Contains(t, frag.text("flag-env-tab-production"), "rolling out · 25%")
+
+	// Without htmx the panel's address is the flag page.
+	res = dora.get(guardedRolloutPath)
+	require.Equal(t, http.StatusSeeOther, res.Code)
+	require.Equal(t, flagProdPage+"#guarded-rollout", res.Location)
+}
+
+func TestGuardedRolloutFormRefusesBadInput(t *testing.T) {
+	t.Parallel()
+	f := newFlagPageFixture(t)
+	dora := f.signIn("dora")
+	before := f.state(f.prod)
+
+	for _, c := range []struct {
+		name    string
+		form    url.Values
+		field   string
+		message string
+	}{
+		{"shrinking steps", url.Values{"steps": {"50, 20"}, "step_bake": {"10m"}}, "steps", "step 2: 20 does not grow from the step before (50); steps must increase"},
+		{"not ending at 100", url.Values{"steps": {"50, 20"}, "step_bake": {"10m"}}, "steps", "the last step is 20%; it must be 100"},
+		{"not a number", url.Values{"steps": {"5, lots, 100"}, "step_bake": {"10m"}}, "steps", `step 2: "lots" is not a percentage`},
+		{"above 100", url.Values{"steps": {"5, 150"}, "step_bake": {"10m"}}, "steps", "step 2: 150 is not a percentage above 0 and at most 100"},
+		{"bake not a duration", url.Values{"steps": {"5, 100"}, "step_bake": {"soon"}}, "step_bake", `"soon" must be a duration such as "90s", "5m", "24h" or "3d"`},
+		{"no bake", url.Values{"steps": {"5, 100"}}, "step_bake", "is empty; write how long each step bakes"},
+		{"bake too short", url.Values{"step_bake": {"500ms"}}, "step_bake", "shorter than 1s"},
+		{"unknown variant", url.Values{"variant": {"blue"}, "step_bake": {"10m"}}, "variant", `flag "new-checkout" has no variant "blue"`},
+		{"same variants", url.Values{"variant": {"true"}, "control_variant": {"true"}, "step_bake": {"10m"}}, "control_variant", "must differ from the variant released"},
+	} {
+		form := url.Values{"variant": {"true"}, "control_variant": {"false"}}
+		for k, v := range c.form {
+			form[k] = v
+		}
+		res := dora.post(guardedRolloutPath, form)
+		require.Equal(t, http.StatusBadRequest, res.Code, c.name)
+		require.Contains(t, res.text("flag-guarded-error-"+c.field), c.message, c.name)
+		require.Contains(t, res.text("flash"), "Nothing was started", c.name)
+		require.Equal(t, form.Get("steps"), attr(res.byTestID("flag-guarded-steps-input"), "value"), "%s: the form keeps what was typed", c.name)
+		require.Equal(t, form.Get("step_bake"), attr(res.byTestID("flag-guarded-bake-input"), "value"), c.name)
+		if _, known := f.flag.Definition.Variants[form.Get("variant")]; known {
+			require.Equal(t, form.Get("variant"), selectedOption(res, "flag-guarded-variant"), c.name)
+		}
+	}
+	require.Equal(t, before, f.state(f.prod), "nothing changed")
+	_, err := f.Store.CurrentFlagRollout(context.Background(), f.flag.ID, f.prod.ID)
+	require.ErrorIs(t, err, store.ErrNotFound, "nothing was started")
+
+	// Empty steps are the default steps.
+	res := dora.post(guardedRolloutPath, url.Values{"variant": {"true"}, "control_variant": {"false"}, "step_bake": {"1d"}})
+	require.Equal(t, http.StatusSeeOther, res.Code, res.Body)
+	r := f.rollout()
+	require.Equal(t, store.DefaultFlagRolloutSteps, r.Steps)
+	require.Equal(t, 24*time.Hour, r.StepBake)
+}
+
+func TestOnlyDeployersStartOrCancelGuardedRollouts(t *testing.T) {
+	t.Parallel()
+	f := newFlagPageFixture(t)
+	vic := f.signIn("vic")
+	before := f.state(f.prod)
+
+	res := vic.get(flagProdPage)
+	require.Nil(t, res.byTestID("flag-guarded-form"), "a viewer gets no form")
+	require.Contains(t, res.text("flag-guarded-needs-role"), "You are a viewer on checkout/production; starting or cancelling a guarded rollout needs the deployer role.")
+	refused := vic.post(guardedRolloutPath, url.Values{"variant": {"true"}, "control_variant": {"false"}, "step_bake": {"10m"}})
+	require.Equal(t, http.StatusForbidden, refused.Code)
+	require.Contains(t, refused.text("refusal-message"), "You are a viewer on checkout/production; starting a guarded rollout of new-checkout needs the deployer role. Nothing was changed.")
+	require.Equal(t, before, f.state(f.prod))
+	_, err := f.Store.CurrentFlagRollout(context.Background(), f.flag.ID, f.prod.ID)
+	require.ErrorIs(t, err, store.ErrNotFound)
+
+	// A deployer on production only may not start one in staging.
+	refused = f.signIn("dora").post(flagPage+"/environments/staging/guarded-rollout", url.Values{"step_bake": {"10m"}})
+	require.Equal(t, http.StatusForbidden, refused.Code)
+	require.Contains(t, refused.text("refusal-message"), "You are a viewer on checkout/staging")
+
+	// A viewer watches a running one but cannot cancel it.
+	r := f.startRollout(nil, 10*time.Minute)
+	res = vic.get(flagProdPage)
+	require.Equal(t, "5%", res.text("flag-guarded-percent"))
+	require.Nil(t, res.byTestID("flag-guarded-cancel-form"))
+	require.Contains(t, res.text("flag-guarded-needs-role"), "You are a viewer")
+	require.Equal(t, http.StatusOK, vic.htmxGet(guardedRolloutPath).Code, "viewers watch it refresh")
+	refused = vic.post(guardedRolloutPath+"/cancel", url.Values{"rollout": {fmt.Sprint(r.ID)}})
+	require.Equal(t, http.StatusForbidden, refused.Code)
+	require.Contains(t, refused.text("refusal-message"), "cancelling the guarded rollout of new-checkout needs the deployer role. Nothing was changed.")
+	require.True(t, f.rollout().Running())
+}
+
+func TestCancellingAGuardedRolloutKeepsItsShare(t *testing.T) {
+	t.Parallel()
+	f := newFlagPageFixture(t)
+	r := f.startRollout([]float64{10, 50, 100}, 10*time.Minute)
+	dora := f.signIn("dora")
+	served := f.state(f.prod).State.DefaultRollout
+
+	require.Equal(t, http.StatusBadRequest, dora.post(guardedRolloutPath+"/cancel", nil).Code, "the form names the rollout")
+	res := dora.post(guardedRolloutPath+"/cancel", url.Values{"rollout": {fmt.Sprint(r.ID)}})
+	require.Equal(t, http.StatusSeeOther, res.Code, res.Body)
+	require.Equal(t, flagProdPage+"#guarded-rollout", res.Location)
+	st := f.state(f.prod).State
+	require.True(t, st.Enabled)
+	require.Equal(t, served, st.DefaultRollout, "the flag keeps serving 10% true")
+	require.Equal(t, store.FlagRolloutCancelled, f.rollout().State)
+
+	res = dora.get(flagProdPage)
+	require.Contains(t, res.text("flash"), "Cancelled the guarded rollout of new-checkout in checkout/production at 10%: new-checkout keeps serving true to that share")
+	require.Equal(t, "cancelled", res.text("flag-guarded-state"))
+	require.Equal(t, "Cancelled by dora at 10%; the flag keeps serving that share.", res.text("flag-guarded-outcome"))
+	require.Contains(t, res.text("flag-guarded-last-summary"), "true over false, 10% → 50% → 100%, 10m per step, started by paul")
+	require.NotNil(t, res.byTestID("flag-guarded-form"), "a new rollout may start")
+	require.Empty(t, attr(res.byTestID("flag-guarded-rollout"), "hx-trigger"), "an ended rollout's panel stops refreshing")
+	require.NotNil(t, res.byTestID("flag-rollout-form"), "the percentage is set by hand again")
+
+	// Cancelling it again from a stale page changes nothing.
+	res = dora.post(guardedRolloutPath+"/cancel", url.Values{"rollout": {fmt.Sprint(r.ID)}})
+	require.Equal(t, http.StatusConflict, res.Code)
+	require.Contains(t, res.text("flag-guarded-error"), "has ended already")
+	require.Equal(t, st, f.state(f.prod).State)
+}
+
+func TestRolledBackRolloutShowsTheDecisionAndTheFlagIsOff(t *testing.T) {
+	t.Parallel()
+	f := newFlagPageFixture(t)
+	ctx := context.Background()
+	r := f.startRollout([]float64{25, 100}, 10*time.Minute)
+
+	// The application reports the released variant failing a fifth of its
+	// requests; the guard rolls it back during the warm-up.
+	now := time.Now()
+	guard := rollout.New(f.Store, rollout.Config{Now: func() time.Time { return now }})
+	for i := 0; r.Running() && i < 5; i++ {
+		now = now.Add(10 * time.Second)
+		at := now.Add(-5 * time.Second).Format(time.RFC3339)
+		sample := func(variant string, errors float64) push.Sample {
+			return push.Sample{Variant: variant, Metric: analysis.MetricErrorRate, Timestamp: at, Count: push.Num(400), Sum: push.Num(400 * errors)}
+		}
+		res, err := rollout.Ingest(ctx, f.Store, r, f.flag.Key(), f.prod.Name, push.Batch{Samples: []push.Sample{sample("true", 0.2), sample("false", 0.005)}}, now)
+		require.NoError(t, err)
+		require.Empty(t, res.Rejected)
+		r, err = guard.Check(ctx, r)
+		require.NoError(t, err)
+	}
+	require.Equal(t, store.FlagRolloutRolledBack, r.State)
+	require.False(t, f.state(f.prod).State.Enabled, "a rollback turns the flag off")
+
+	vic := f.signIn("vic")
+	res := vic.get(flagProdPage)
+	require.Equal(t, "Off in production", strings.TrimSpace(res.text("flag-env-state")))
+	require.Equal(t, "rolled back", res.text("flag-guarded-state"))
+	require.Equal(t, "Rolled back at 25%: the decision found true worse than false, so new-checkout was turned off in production and every user there got false.",
+		res.text("flag-guarded-outcome"))
+	explanation := res.text("flag-guarded-explanation")
+	require.Equal(t, r.Outcome, explanation)
+	require.Contains(t, explanation, "Rolled back during warm-up: new-checkout=true error rate 20%")
+	require.Equal(t, "off", vic.get("/apps/checkout/flags").text("flag-cell-new-checkout-production"))
+
+	texts := historyTexts(t, f, res)
+	require.Equal(t, "rollout rolled back in production at 25% during warm-up: "+strings.TrimSuffix(strings.TrimPrefix(explanation, "Rolled back during warm-up: "), "."), texts[0])
+	require.Equal(t, "guarded rollout started in production: true to 25% → 100%, 10m per step", texts[1])
+}
+
+func TestGuardedRolloutDecisionAndHistoryInWords(t *testing.T) {
+	t.Parallel()
+	f := newFlagPageFixture(t)
+	ctx := context.Background()
+	r := f.startRollout(nil, 10*time.Minute)
+
+	// A healthy check of the first step, then the one that moves it on.
+	decision := analysis.Decision{
+		Verdict: engine.VerdictContinue, Explanation: "Continue: new-checkout=true is as healthy as new-checkout=false.",
+		WindowFrom: r.StepStartedAt, WindowTo: time.Now(),
+		Metrics: []analysis.MetricResult{{
+			Metric: analysis.MetricErrorRate, Candidate: 0.004, Baseline: 0.005, Delta: -0.001, Threshold: 0.025, Unit: "ratio",
+			CandidateN: 4000, BaselineN: 76000, Outcome: analysis.OutcomeOK,
+		}},
+	}
+	raw, err := json.Marshal(decision)
+	require.NoError(t, err)
+	r, err = f.Store.FinishFlagRolloutCheck(ctx, store.FlagRolloutCheck{
+		RolloutID: r.ID, StepIndex: 0, Action: store.RolloutWait, Decision: raw, Explanation: decision.Explanation,
+		NextCheckAt: time.Now().Add(15 * time.Second), Actor: "rollout",
+	})
+	require.NoError(t, err)
+	dora := f.signIn("dora")
+	res := dora.get(flagProdPage)
+	require.Equal(t, "Continue", res.text("flag-guarded-verdict"))
+	require.Equal(t, decision.Explanation, res.text("flag-guarded-explanation"))
+	require.Nil(t, res.byTestID("flag-guarded-earlier"))
+	require.Equal(t, []string{"error rate", "0.40%", "0.50%", "-0.10 pp", "≤ 2.5%", "ok"}, cellTexts(res.byTestID("flag-guarded-metric-error rate")))
+	require.Contains(t, res.text("flag-guarded-next-check"), "Next check in")
+
+	_, err = f.Store.FinishFlagRolloutCheck(ctx, store.FlagRolloutCheck{
+		RolloutID: r.ID, StepIndex: 0, Action: store.RolloutAdvance, Decision: raw, Explanation: decision.Explanation,
+		NextCheckAt: time.Now(), Actor: "rollout",
+	})
+	require.NoError(t, err)
+	res = dora.get(flagProdPage)
+	require.Equal(t, "25%", res.text("flag-guarded-percent"))
+	require.Equal(t, "done", attr(res.byTestID("flag-guarded-step-1"), "data-status"))
+	require.Equal(t, "current", attr(res.byTestID("flag-guarded-step-2"), "data-status"))
+	require.Contains(t, res.text("flag-guarded-earlier"), "This check judged the 5% step and moved the rollout on")
+
+	res = dora.post(guardedRolloutPath+"/cancel", url.Values{"rollout": {fmt.Sprint(r.ID)}})
+	require.Equal(t, http.StatusSeeOther, res.Code, res.Body)
+	res = dora.get(flagProdPage)
+	require.Equal(t, []string{
+		"rollout cancelled in production at 25%; the flag keeps serving that share",
+		"rollout moved true from 5% to 25% in production",
+		"guarded rollout started in production: true to 5% → 25% → 50% → 100%, 10m per step",
+		"state changed in production: on, 1 rule, default false",
+		"created: boolean; variants false, true; default false",
+	}, historyTexts(t, f, res))
+	events, err := f.Store.ListFlagEventsBefore(ctx, f.flag.ID, 0, 3)
+	require.NoError(t, err)
+	require.Equal(t, "dora", res.text(fmt.Sprintf("flag-event-%d-actor", events[0].ID)))
+	require.Equal(t, "paul", res.text(fmt.Sprintf("flag-event-%d-actor", events[2].ID)))
+
+	// The environment's timeline and the audit log word them too.
+	env := dora.get("/apps/checkout/environments/production")
+	moved := env.text(fmt.Sprintf("history-flag-%d-text", events[1].ID))
+	require.True(t, strings.HasPrefix(moved, "rollout moved"), moved)
+	require.True(t, strings.HasSuffix(moved, "from 5% to 25%"), moved)
+	require.Equal(t, "guarded rollout started: true to 5% → 25% → 50% → 100%, 10m per step", env.text(fmt.Sprintf("history-flag-%d-text", events[2].ID)))
+	audit := f.signIn("paul").get("/audit?app=checkout")
+	require.Equal(t, "new-checkout: guarded rollout started: true to 5% → 25% → 50% → 100%, 10m per step (version 2)",
+		audit.text(fmt.Sprintf("audit-entry-flag-%d-detail", events[2].ID)))
+	require.Equal(t, "new-checkout: rollout cancelled at 25%; the flag keeps serving that share",
+		audit.text(fmt.Sprintf("audit-entry-flag-%d-detail", events[0].ID)))
 }

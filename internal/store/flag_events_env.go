@@ -1,6 +1,7 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/flightdeckhq/flightdeck/internal/flags"
 	"github.com/flightdeckhq/flightdeck/internal/store/internal/sqlcdb"
@@ -72,6 +74,26 @@ type FlagEventPayload struct {
 	WasEnabled *bool `json:"was_enabled,omitempty"`
 	// Version is the version the change produced.
 	Version int64 `json:"version,omitempty"`
+
+	// Rollout is the guarded rollout an event of one is about; the fields
+	// below it are set by the rollout events that know them.
+	Rollout int64 `json:"rollout,omitempty"`
+	// Variant is released over ControlVariant.
+	Variant        string `json:"variant,omitempty"`
+	ControlVariant string `json:"control_variant,omitempty"`
+	// Steps are the percentages the rollout steps through, StepBake how
+	// long each one bakes (a Go duration such as "10m0s").
+	Steps    []float64 `json:"steps,omitempty"`
+	StepBake string    `json:"step_bake,omitempty"`
+	// Percent is the first step's share when a rollout starts;
+	// FromPercent and ToPercent are the shares before and after a step.
+	Percent     *float64 `json:"percent,omitempty"`
+	FromPercent *float64 `json:"from_percent,omitempty"`
+	ToPercent   *float64 `json:"to_percent,omitempty"`
+	// Explanation is the decision's sentence that moved or rolled back
+	// the rollout; Outcome the sentence that ended it.
+	Explanation string `json:"explanation,omitempty"`
+	Outcome     string `json:"outcome,omitempty"`
 }
 
 // DecodePayload reads the event's payload.
@@ -196,5 +218,111 @@ func DescribeFlagEvent(e FlagEvent, flagKey, defaultVariant string) string {
 			return "segment " + DescribeSegment(*p.Segment) + version
 		}
 	}
+	if text, ok := DescribeFlagRolloutEvent(e.Type, p, "", ""); ok {
+		return flagKey + ": " + text + version
+	}
 	return flagKey + version
+}
+
+// DescribeFlagRolloutEvent words an event of a guarded rollout: "guarded
+// rollout started in production: true to 5% → 25% → 50% → 100%, 10m per
+// step", "rollout moved true from 5% to 25% in production". env names
+// where it happened ("" leaves it out, as where a column says it);
+// variant names the released variant when the payload does not. ok is
+// false for events that are not about a guarded rollout.
+func DescribeFlagRolloutEvent(typ string, p FlagEventPayload, env, variant string) (text string, ok bool) {
+	in := ""
+	if env != "" {
+		in = " in " + env
+	}
+	variant = cmp.Or(p.Variant, variant)
+	at := ""
+	if p.FromPercent != nil {
+		at = " at " + FormatPercent(*p.FromPercent) + "%"
+	}
+	switch typ {
+	case FlagEventRolloutStarted:
+		text = "guarded rollout started" + in
+		var what []string
+		if variant != "" {
+			what = append(what, variant)
+		}
+		if len(p.Steps) > 0 {
+			steps := make([]string, len(p.Steps))
+			for i, s := range p.Steps {
+				steps[i] = FormatPercent(s) + "%"
+			}
+			what = append(what, "to "+strings.Join(steps, " → "))
+		}
+		detail := strings.Join(what, " ")
+		if bake, err := time.ParseDuration(p.StepBake); err == nil && p.StepBake != "" {
+			detail = strings.TrimPrefix(detail+", "+FormatBake(bake)+" per step", ", ")
+		}
+		if detail != "" {
+			text += ": " + detail
+		}
+		return text, true
+	case FlagEventRolloutAdvanced:
+		text = "rollout moved"
+		if variant != "" {
+			text += " " + variant
+		}
+		if p.FromPercent != nil && p.ToPercent != nil {
+			text += " from " + FormatPercent(*p.FromPercent) + "% to " + FormatPercent(*p.ToPercent) + "%"
+		}
+		return text + in, true
+	case FlagEventRolloutCompleted:
+		text = "guarded rollout completed" + in
+		if variant != "" {
+			text += ": " + variant + " serves every user"
+		}
+		return text, true
+	case FlagEventRolloutRolledBack:
+		text = "rollout rolled back" + in + at
+		// Decisions that roll back say so first ("Rolled back: ...",
+		// "Rolled back during warm-up: ..."); the history says it once.
+		switch rest, cut := strings.CutPrefix(p.Explanation, "Rolled back"); {
+		case cut && rest != "":
+			text += strings.TrimSuffix(rest, ".")
+		case p.Explanation != "":
+			text += ": " + strings.TrimSuffix(p.Explanation, ".")
+		default:
+			text += "; the flag was turned off"
+		}
+		return text, true
+	case FlagEventRolloutCancelled:
+		if rest, stopped := strings.CutPrefix(p.Outcome, "Stopped: "); stopped {
+			if at != "" && strings.Contains(rest, strings.TrimPrefix(at, " at ")) {
+				at = ""
+			}
+			return "rollout stopped" + in + at + ": " + strings.TrimSuffix(rest, "."), true
+		}
+		return "rollout cancelled" + in + at + "; the flag keeps serving that share", true
+	}
+	return "", false
+}
+
+// FormatBake writes a step's bake as it is typed: "10m", "1h30m", "90s",
+// "3d".
+func FormatBake(d time.Duration) string {
+	const day = 24 * time.Hour
+	switch {
+	case d <= 0:
+		return "0s"
+	case d%time.Second != 0:
+		return d.String()
+	case d%day == 0 && d >= 2*day:
+		return strconv.FormatInt(int64(d/day), 10) + "d"
+	}
+	var b strings.Builder
+	if h := d / time.Hour; h > 0 {
+		b.WriteString(strconv.FormatInt(int64(h), 10) + "h")
+	}
+	if m := d % time.Hour / time.Minute; m > 0 {
+		b.WriteString(strconv.FormatInt(int64(m), 10) + "m")
+	}
+	if s := d % time.Minute / time.Second; s > 0 {
+		b.WriteString(strconv.FormatInt(int64(s), 10) + "s")
+	}
+	return b.String()
 }

@@ -49,9 +49,14 @@ type FlagCell struct {
 	Env        string
 	On         bool
 	Configured bool
-	// Summary is "on · 2 rules · 5% true", "off" or "not configured".
+	// Summary is "on · 2 rules · 5% true", "off" or "not configured";
+	// "on · rolling out · 25%" while a guarded rollout runs there.
 	Summary string
 	Href    templ.SafeURL
+	// Rolling is true while a guarded rollout runs there; Title says
+	// more about it.
+	Rolling bool
+	Title   string
 }
 
 // FlagProblem is one problem with submitted input, named by its JSON path
@@ -146,6 +151,8 @@ type FlagEnvTab struct {
 	Summary    string
 	Selected   bool
 	Href       templ.SafeURL
+	// Rolling is true while a guarded rollout runs there.
+	Rolling bool
 }
 
 // FlagEnvState is the flag in the selected environment, with what the
@@ -170,6 +177,153 @@ type FlagEnvState struct {
 	// nil for other flags.
 	Rollout *FlagRolloutControl
 	Editor  FlagStateEditor
+	// Guarded is the guarded rollout of the flag in this environment.
+	Guarded FlagGuardedRollout
+}
+
+// FlagGuardedRollout is the guarded rollout panel of the selected
+// environment: the running rollout with its latest decision, or else the
+// outcome of the latest one and the form that starts another.
+type FlagGuardedRollout struct {
+	AppSlug string
+	FlagKey string
+	Env     string
+	// CanEdit is true for deployers on the environment; RoleNote says why
+	// the member may not start or cancel one otherwise.
+	CanEdit  bool
+	RoleNote string
+	// Running is the running rollout; nil when none runs.
+	Running *FlagRolloutRunning
+	// Last is the latest rollout when it has ended; nil otherwise.
+	Last *FlagRolloutEnded
+	Form FlagRolloutForm
+	// Variants are the flag's variants, for the form's choices.
+	Variants []string
+	// MetricsPath is where applications push metrics by variant.
+	MetricsPath string
+	// Seen names what the panel shows (rollout, step, state, flag state
+	// version); a refresh that sees something else also refreshes the
+	// rest of the page.
+	Seen string
+	// Error says why the last action on the panel was refused.
+	Error string
+	Now   time.Time
+}
+
+// FlagRolloutRunning is a running guarded rollout.
+type FlagRolloutRunning struct {
+	ID             int64
+	Variant        string
+	ControlVariant string
+	Steps          []FlagRolloutStep
+	// Percent is the share served Variant now, such as "25%".
+	Percent    string
+	StepNumber int
+	StepCount  int
+	// StepBake is how long each step bakes ("10m"); Baked how long the
+	// current one has, BakedPercent the same as a share of the bake.
+	StepBake     string
+	Baked        string
+	BakedPercent int
+	// BakeOver is true once the step has baked its whole time: it moves
+	// on at the next check that says continue.
+	BakeOver  bool
+	NextCheck time.Time
+	StartedBy string
+	StartedAt time.Time
+	// FlagOff is true when someone turned the flag off while it runs.
+	FlagOff bool
+	// Decision is the latest check's decision; nil before the first.
+	Decision      *FlagRolloutDecision
+	CancelConfirm string
+}
+
+// FlagRolloutStep is one step of a guarded rollout.
+type FlagRolloutStep struct {
+	Number  int
+	Percent string
+	// Status is done, current or next.
+	Status string
+}
+
+// FlagRolloutDecision is the decision of a rollout's latest check.
+type FlagRolloutDecision struct {
+	Verdict      string
+	VerdictLabel string
+	Explanation  string
+	At           time.Time
+	// Earlier says the decision judged the step before this one (it moved
+	// the rollout here); empty for a decision of the current step.
+	Earlier string
+	Metrics []RunMetricRow
+}
+
+// FlagRolloutEnded is a guarded rollout that has ended.
+type FlagRolloutEnded struct {
+	// State is completed, rolled_back or cancelled; Label words it and
+	// Badge colours it.
+	State string
+	Label string
+	Badge string
+	// Outcome says in a sentence how it ended; Explanation is the
+	// decision that rolled it back.
+	Outcome     string
+	Explanation string
+	FinishedAt  time.Time
+	// Summary says what it was: "true over false, 5% → 25% → 50% →
+	// 100%, 10m per step, started by paul".
+	Summary string
+}
+
+// FlagRolloutForm starts a guarded rollout, as offered or as typed.
+type FlagRolloutForm struct {
+	Variant        string
+	ControlVariant string
+	Steps          string
+	StepBake       string
+	// Errors holds the problems per field: variant, control_variant,
+	// steps, step_bake; Problems lists those of no field of the form.
+	Errors   map[string][]string
+	Problems []FlagProblem
+	Error    string
+}
+
+// fieldErrors returns the problems of one field of the form.
+func (f FlagRolloutForm) fieldErrors(key string) []string { return f.Errors[key] }
+
+// hasError reports whether a field of the form has a problem.
+func (f FlagRolloutForm) hasError(key string) bool { return len(f.Errors[key]) > 0 }
+
+// pollAttrs make a running rollout's panel refresh itself every five
+// seconds; an ended one's panel stays as it is.
+func (g FlagGuardedRollout) pollAttrs() templ.Attributes {
+	if g.Running == nil {
+		return templ.Attributes{}
+	}
+	return templ.Attributes{
+		"hx-get":     string(FlagGuardedRolloutPath(g.AppSlug, g.FlagKey, g.Env)) + "?seen=" + url.QueryEscape(g.Seen),
+		"hx-trigger": "every 5s",
+		"hx-swap":    "outerHTML",
+	}
+}
+
+// FlagGuardedRolloutPath is the guarded rollout of a flag in an
+// environment: GET answers its panel, POST starts one.
+func FlagGuardedRolloutPath(app, key, env string) templ.SafeURL {
+	return flagEnvAction(app, key, env, "guarded-rollout")
+}
+
+// flagNextCheck says when a running rollout is judged next.
+func flagNextCheck(at, now time.Time) string {
+	if !at.After(now.Add(time.Second)) {
+		return "due now"
+	}
+	return "in " + RunDuration(at.Sub(now))
+}
+
+// flagBakeStyle is the width of the bake's progress bar.
+func flagBakeStyle(percent int) string {
+	return runWidth(min(max(percent, 0), 100))
 }
 
 // FlagRuleLine is one targeting rule in words.
@@ -330,7 +484,7 @@ func (v EnvironmentView) envTimelineOlder() templ.SafeURL {
 
 // envFlagChangeClass colours a flag change on the timeline.
 func envFlagChangeClass(ch *EnvFlagChange) string {
-	if ch.Kind == store.FlagEventKilled {
+	if ch.Kind == store.FlagEventKilled || ch.Kind == store.FlagEventRolloutRolledBack {
 		return "badge flag-badge flag-badge-off"
 	}
 	if ch.On {
