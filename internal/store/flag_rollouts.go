@@ -424,7 +424,8 @@ func (s *Store) applyRolloutAction(ctx context.Context, r FlagRollout, c FlagRol
 	}
 	now := s.Now()
 	ev := FlagEvent{AppID: flagRow.AppID, FlagID: r.FlagID, EnvironmentID: r.EnvironmentID, Actor: c.Actor}
-	payload := map[string]any{"rollout": r.ID, "explanation": c.Explanation, "from_percent": r.Percent()}
+	payload := map[string]any{"rollout": r.ID, "variant": r.Variant, "control_variant": r.ControlVariant,
+		"explanation": c.Explanation, "from_percent": r.Percent()}
 	finish := func(state FlagRolloutState, outcome string) {
 		upd.State, upd.Outcome, upd.FinishedAt = string(state), outcome, &now
 	}
@@ -496,7 +497,7 @@ func (s *Store) CancelFlagRollout(ctx context.Context, id int64, actor string) (
 			return mapError(err)
 		}
 		return tx.appendFlagEvent(ctx, FlagEvent{AppID: flag.AppID, FlagID: r.FlagID, EnvironmentID: r.EnvironmentID, Actor: actor, Type: FlagEventRolloutCancelled},
-			map[string]any{"rollout": r.ID, "outcome": outcome, "from_percent": r.Percent()})
+			map[string]any{"rollout": r.ID, "variant": r.Variant, "control_variant": r.ControlVariant, "outcome": outcome, "from_percent": r.Percent()})
 	})
 	if err != nil {
 		return FlagRollout{}, err
@@ -532,7 +533,7 @@ func (s *Store) stopRolloutOnKill(ctx context.Context, appID, flagID, envID int6
 		return err
 	}
 	return s.appendFlagEvent(ctx, FlagEvent{AppID: appID, FlagID: flagID, EnvironmentID: envID, Actor: actor, Type: FlagEventRolloutCancelled},
-		map[string]any{"rollout": r.ID, "outcome": outcome, "from_percent": r.Percent()})
+		map[string]any{"rollout": r.ID, "variant": r.Variant, "control_variant": r.ControlVariant, "outcome": outcome, "from_percent": r.Percent()})
 }
 
 // InsertFlagRolloutWindows writes pushed metric windows of rollouts (their

@@ -413,6 +413,13 @@ func (s *Store) SetFlagState(ctx context.Context, flagID, envID int64, state fla
 			map[string]any{"state": out.State, "version": out.State.Version}); err != nil {
 			return err
 		}
+		if !state.Enabled {
+			// Turning the flag off by hand stops a guarded rollout as the
+			// kill switch does.
+			if err := tx.stopRolloutOnKill(ctx, row.AppID, flagID, envID, actor); err != nil {
+				return err
+			}
+		}
 		return tx.flagsChanged(ctx, row.AppID, envID)
 	})
 	if err != nil {

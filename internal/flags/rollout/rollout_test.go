@@ -331,3 +331,23 @@ func TestTwoReplicasJudgeEachCheckOnce(t *testing.T) {
 	require.NoError(t, errors.Join(errs...))
 	require.Equal(t, 1, counts[0]+counts[1], "one replica leases the due rollout")
 }
+
+func TestTurningTheFlagOffByHandStopsTheRollout(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	r := f.start(t, nil, time.Minute)
+	st := f.state(t)
+	st.Enabled = false
+	_, err := f.st.SetFlagState(context.Background(), f.flag.ID, f.env.ID, st, st.Version, "user:oncall")
+	require.NoError(t, err)
+	r, err = f.st.FlagRollout(context.Background(), r.ID)
+	require.NoError(t, err)
+	require.Equal(t, store.FlagRolloutCancelled, r.State)
+	require.Contains(t, r.Outcome, "user:oncall turned the flag off at 5%")
+
+	evs, err := f.st.ListFlagEvents(context.Background(), f.flag.ID, 0, 100)
+	require.NoError(t, err)
+	last := evs[len(evs)-1]
+	require.Equal(t, store.FlagEventRolloutCancelled, last.Type)
+	require.Contains(t, string(last.Payload), `"variant": "true"`)
+}
