@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"strconv"
 	"strings"
 	"time"
@@ -87,42 +88,34 @@ func (c *cli) flagsRolloutStart(ctx context.Context, args []string) error {
 
 // flagsRolloutStatus prints the running or latest rollout.
 func (c *cli) flagsRolloutStatus(ctx context.Context, args []string) error {
-	var conn connection
-	var asJSON bool
-	fs := c.newFlagSet("flags rollout status", "flags rollout status APP ENV FLAG [flags]", &conn)
-	fs.BoolVar(&asJSON, "json", false, "print the rollout as JSON")
-	positional, err := parseFlags(fs, args)
-	if err != nil {
-		return err
-	}
-	if err := flagArgs(fs, positional, "APP", "ENV", "FLAG"); err != nil {
-		return err
-	}
-	app, env, key := positional[0], positional[1], positional[2]
-	api, _, err := c.client(conn, "")
-	if err != nil {
-		return err
-	}
-	what := fmt.Sprintf("reading the rollout of %s in %s/%s", key, app, env)
-	resp, err := api.GetFlagRolloutWithResponse(ctx, app, key, env)
-	if err != nil {
-		return requestError(what, err)
-	}
-	if err := statusError(what, resp.HTTPResponse, resp.Body); err != nil {
-		return err
-	}
-	if asJSON {
-		return c.printJSON(resp.JSON200)
-	}
-	c.printRollout(*resp.JSON200)
-	return nil
+	return c.rolloutCommand(ctx, args, "status", "reading the rollout", func(api *apiclient.ClientWithResponses, app, env, key string) (*http.Response, []byte, *apiclient.FlagRollout, error) {
+		resp, err := api.GetFlagRolloutWithResponse(ctx, app, key, env)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		return resp.HTTPResponse, resp.Body, resp.JSON200, nil
+	})
 }
 
 // flagsRolloutCancel stops the running rollout at its current share.
 func (c *cli) flagsRolloutCancel(ctx context.Context, args []string) error {
+	return c.rolloutCommand(ctx, args, "cancel", "cancelling the rollout", func(api *apiclient.ClientWithResponses, app, env, key string) (*http.Response, []byte, *apiclient.FlagRollout, error) {
+		resp, err := api.CancelFlagRolloutWithResponse(ctx, app, key, env)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		return resp.HTTPResponse, resp.Body, resp.JSON200, nil
+	})
+}
+
+// rolloutCommand runs a `deployctl flags rollout` subcommand that takes
+// APP ENV FLAG and answers a rollout: call sends the request.
+func (c *cli) rolloutCommand(ctx context.Context, args []string, name, doing string,
+	call func(api *apiclient.ClientWithResponses, app, env, key string) (*http.Response, []byte, *apiclient.FlagRollout, error),
+) error {
 	var conn connection
 	var asJSON bool
-	fs := c.newFlagSet("flags rollout cancel", "flags rollout cancel APP ENV FLAG [flags]", &conn)
+	fs := c.newFlagSet("flags rollout "+name, "flags rollout "+name+" APP ENV FLAG [flags]", &conn)
 	fs.BoolVar(&asJSON, "json", false, "print the rollout as JSON")
 	positional, err := parseFlags(fs, args)
 	if err != nil {
@@ -136,18 +129,18 @@ func (c *cli) flagsRolloutCancel(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	what := fmt.Sprintf("cancelling the rollout of %s in %s/%s", key, app, env)
-	resp, err := api.CancelFlagRolloutWithResponse(ctx, app, key, env)
+	what := fmt.Sprintf("%s of %s in %s/%s", doing, key, app, env)
+	resp, body, r, err := call(api, app, env, key)
 	if err != nil {
 		return requestError(what, err)
 	}
-	if err := statusError(what, resp.HTTPResponse, resp.Body); err != nil {
+	if err := statusError(what, resp, body); err != nil {
 		return err
 	}
 	if asJSON {
-		return c.printJSON(resp.JSON200)
+		return c.printJSON(r)
 	}
-	c.printRollout(*resp.JSON200)
+	c.printRollout(*r)
 	return nil
 }
 

@@ -43,14 +43,25 @@ func (h *restHandlers) GetFlagRollout(c echo.Context, slug apigen.AppSlug, key a
 	if err != nil {
 		return err
 	}
-	r, err := h.store.CurrentFlagRollout(c.Request().Context(), f.ID, env.ID)
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-		return notFound("flag %q of %q never had a guarded rollout in %q", key, slug, name)
-	case err != nil:
-		return fmt.Errorf("reading the rollout of %s in %s/%s: %w", key, slug, name, err)
+	r, err := h.currentRollout(c.Request().Context(), f, env, slug, "never had a guarded rollout in %q")
+	if err != nil {
+		return err
 	}
 	return c.JSON(http.StatusOK, rolloutBody(r, key, env.Name))
+}
+
+// currentRollout reads the running or latest rollout of the flag in the
+// environment; missing completes "flag X of app ..." in the 404 when it
+// never had one, with the environment's name for its %q.
+func (h *restHandlers) currentRollout(ctx context.Context, f store.Flag, env store.Environment, slug, missing string) (store.FlagRollout, error) {
+	r, err := h.store.CurrentFlagRollout(ctx, f.ID, env.ID)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return store.FlagRollout{}, notFound("flag %q of %q "+missing, f.Key(), slug, env.Name)
+	case err != nil:
+		return store.FlagRollout{}, fmt.Errorf("reading the rollout of %s in %s/%s: %w", f.Key(), slug, env.Name, err)
+	}
+	return r, nil
 }
 
 // StartFlagRollout handles POST .../flags/{flag}/environments/{env}/rollout.
@@ -122,12 +133,9 @@ func (h *restHandlers) CancelFlagRollout(c echo.Context, slug apigen.AppSlug, ke
 		return err
 	}
 	ctx := c.Request().Context()
-	cur, err := h.store.CurrentFlagRollout(ctx, f.ID, env.ID)
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-		return notFound("flag %q of %q has no guarded rollout in %q to cancel", key, slug, name)
-	case err != nil:
-		return fmt.Errorf("reading the rollout of %s in %s/%s: %w", key, slug, name, err)
+	cur, err := h.currentRollout(ctx, f, env, slug, "has no guarded rollout in %q to cancel")
+	if err != nil {
+		return err
 	}
 	r, err := h.store.CancelFlagRollout(ctx, cur.ID, actor)
 	if errors.Is(err, store.ErrTerminal) {
@@ -153,12 +161,13 @@ func (h *restHandlers) IngestFlagRolloutMetrics(c echo.Context, slug apigen.AppS
 		return err
 	}
 	ctx := c.Request().Context()
-	r, err := h.store.CurrentFlagRollout(ctx, f.ID, env.ID)
-	switch {
-	case errors.Is(err, store.ErrNotFound) || (err == nil && !r.Running()):
-		return notFound("no guarded rollout of %q runs in %q; samples are taken only while one runs", key, name)
-	case err != nil:
-		return fmt.Errorf("reading the rollout of %s in %s/%s: %w", key, slug, name, err)
+	const notRunning = "has no guarded rollout running in %q; samples are taken only while one runs"
+	r, err := h.currentRollout(ctx, f, env, slug, notRunning)
+	if err != nil {
+		return err
+	}
+	if !r.Running() {
+		return notFound("flag %q of %q "+notRunning, key, slug, name)
 	}
 	res, err := rollout.Ingest(ctx, h.store, r, key, env.Name, batch, time.Now())
 	if err != nil {
