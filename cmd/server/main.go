@@ -216,12 +216,19 @@ func serve(ctx context.Context, cfg Config, db *database, logger *slog.Logger, a
 	}
 	defer flagCache.Stop()
 
+	// Links to approvals for chat messages are signed with a key every
+	// replica shares.
+	linkKey, err := st.SigningKey(ctx, "approval-links")
+	if err != nil {
+		return err
+	}
 	sessionStore := pgxstore.NewWithCleanupInterval(pool, 0)
 	handler := api.New(api.Config{
 		Logger: logger, Readiness: st, Resources: st, Tokens: st, TokenAdmin: st,
 		Runs: eng, RunStore: st, Ingest: push.NewIngester(st, nil), Gatherer: reg, Registerer: reg,
 		Sessions: api.NewSessionManager(sessionStore, secureCookies(cfg.PublicURL)), Members: st, Pages: st,
 		SecureCookies: secureCookies(cfg.PublicURL), Live: hub, Flags: flagCache,
+		ApprovalLinks: api.NewApprovalLinks(linkKey, cfg.PublicURL, nil),
 	})
 
 	ln, err := net.Listen("tcp", cfg.Addr)

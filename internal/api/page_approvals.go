@@ -40,6 +40,8 @@ type approvalHandlers struct {
 	store    ApprovalStore
 	runs     RunService
 	sessions *scs.SessionManager
+	// links, when set, gives each waiting run a signed link for chat.
+	links *ApprovalLinks
 }
 
 // approvals lists the runs waiting for an approval.
@@ -49,6 +51,11 @@ func (h *approvalHandlers) approvals(c echo.Context) error {
 	v, err := buildApprovalsView(c.Request().Context(), h.store, *memberFrom(c), time.Now())
 	if err != nil {
 		return err
+	}
+	if h.links != nil {
+		for i := range v.Items {
+			v.Items[i].ChatLink = h.links.URL(v.Items[i].RunID, v.Items[i].PhaseNumber-1)
+		}
 	}
 	return render(c, http.StatusOK, templates.Approvals(p, v))
 }

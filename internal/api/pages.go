@@ -51,7 +51,11 @@ func registerPages(e *echo.Echo, cfg Config) {
 	registerUserPages(pages, cfg)
 	registerRunPages(pages, cfg)
 	registerFlagPages(pages, cfg)
-	approvals := &approvalHandlers{store: cfg.Pages, runs: cfg.Runs, sessions: cfg.Sessions}
+	approvals := &approvalHandlers{store: cfg.Pages, runs: cfg.Runs, sessions: cfg.Sessions, links: cfg.ApprovalLinks}
+	if cfg.ApprovalLinks != nil {
+		links := &approvalLinkHandlers{links: cfg.ApprovalLinks, store: cfg.Pages}
+		pages.GET(approvalLinkRoute, links.open)
+	}
 	pages.GET("/approvals", approvals.approvals)
 	pages.POST("/approvals/:run/approve", approvals.approve)
 	pages.POST("/approvals/:run/reject", approvals.reject)

@@ -66,6 +66,9 @@ type Config struct {
 	// be started. Nil leaves the websocket routes out, and the pages then
 	// show what they showed when loaded.
 	Live *live.Hub
+	// ApprovalLinks signs links to approvals for chat messages; nil leaves
+	// the links out.
+	ApprovalLinks *ApprovalLinks
 }
 
 // New returns the HTTP handler with every route and middleware installed.

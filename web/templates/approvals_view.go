@@ -29,7 +29,10 @@ func (v ApprovalsView) Decidable() int {
 // ApprovalItem is one run waiting at an approval gate, with the evidence a
 // release manager decides on.
 type ApprovalItem struct {
-	RunID       int64
+	RunID int64
+	// ChatLink is a signed link that opens this approval, for a chat
+	// message; empty when the server makes none.
+	ChatLink    string
 	App         string
 	Environment string
 	Tier        string

@@ -275,6 +275,12 @@ type Session struct {
 	Expiry time.Time
 }
 
+type SigningKey struct {
+	Name      string
+	Key       []byte
+	CreatedAt time.Time
+}
+
 type User struct {
 	ID           int64
 	Username     string
