@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/flightdeckhq/flightdeck/internal/engine/plan"
@@ -192,6 +193,23 @@ func (e *Engine) act(ctx context.Context, run store.Run, req ActionRequest) (Act
 		record := func(tx *store.Store) error {
 			_, err := tx.InsertApproval(ctx, store.Approval{RunID: run.ID, PhaseIndex: run.PhaseIndex, Outcome: outcome, Actor: req.Actor, Comment: req.Comment})
 			return err
+		}
+		if req.Action == ActionApprove {
+			needed, approvers, err := e.approversNeeded(ctx, run, rc)
+			if err != nil {
+				return ActionResult{}, err
+			}
+			if slices.Contains(approvers, req.Actor) {
+				return deny("%s approved this phase already; it needs %d different approvers (%d so far)", req.Actor, needed, len(approvers))
+			}
+			if len(approvers)+1 < needed {
+				// Not enough people yet: the approval is kept, and the run
+				// waits for the others. Updating the run (its version) keeps
+				// two approvals at once from both counting as the last one.
+				payload["approvers"] = len(approvers) + 1
+				payload["needed"] = needed
+				return done(e.updateRecording(ctx, run, ev("run.approval_recorded"), record))
+			}
 		}
 		if req.Action == ActionReject {
 			reason := fmt.Sprintf("rejected by %s", req.Actor)

@@ -19,8 +19,8 @@ type Approval struct {
 	At      time.Time
 }
 
-// InsertApproval records an approval or rejection. A phase is decided once:
-// a second answer for it is ErrAlreadyExists.
+// InsertApproval records an approval or rejection. Each person answers a
+// phase once: a second answer from the same actor is ErrAlreadyExists.
 func (s *Store) InsertApproval(ctx context.Context, a Approval) (Approval, error) {
 	row, err := s.q.ApprovalInsert(ctx, sqlcdb.ApprovalInsertParams{
 		RunID: a.RunID, PhaseIndex: int32(a.PhaseIndex), Outcome: a.Outcome, Actor: a.Actor, Comment: a.Comment, At: s.Now(),

@@ -180,6 +180,10 @@ type Phase struct {
 	// ApprovalRequired means a person must approve before the next phase
 	// starts, as between rings.
 	ApprovalRequired bool `json:"approval_required"`
+	// MinApprovers is how many different people must approve; 0 leaves it
+	// to the environment's approval policy, and the larger of the two
+	// applies.
+	MinApprovers int `json:"min_approvers,omitempty"`
 	// ManualPromote means the plan stops here until a person promotes the
 	// candidate or closes the run, because the evidence (a shadow
 	// comparison, an experiment's winner) needs a human decision.

@@ -637,7 +637,7 @@ func TestBuildInvalid(t *testing.T) {
 		}},
 		{"ring bake and unknown field", Ring, `{"rings":[{"name":"a","audience":{"kind":"all"},"bake":"-1h","approval":false}]}`, upgrade, []FieldError{
 			{"params.rings[0].bake", `must not be negative, got "-1h"`},
-			{"params.rings[0].approval", "is not a known field; known fields are audience, bake, expected_percent, name"},
+			{"params.rings[0].approval", "is not a known field; known fields are approvers, audience, bake, expected_percent, name"},
 		}},
 		{"ring not an object", Ring, `{"rings":[5]}`, upgrade, []FieldError{
 			{"params.rings[0]", "must be a JSON object, got 5"},

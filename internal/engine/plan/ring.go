@@ -31,6 +31,9 @@ type ringParam struct {
 	// hash percent for hash rings, one point more than the ring before for
 	// header and cookie rings, and 100 for the last ring.
 	ExpectedPercent int `json:"expected_percent"`
+	// Approvers is how many different people must approve the next ring
+	// after this one; 0 leaves it to the environment's approval policy.
+	Approvers int `json:"approvers,omitempty"`
 }
 
 // restCohort names the cohort rule that keeps users outside the rings so far
@@ -168,8 +171,22 @@ func (seen *ringsSoFar) read(ro *object, i int, last bool) ringParam {
 		}
 	}
 	seen.expected = max(seen.expected, r.ExpectedPercent)
+
+	if approvers, ok := value[int](ro, "approvers"); ok {
+		switch {
+		case last:
+			ro.errs.add(ro.field("approvers"), "the last ring reaches everyone, so no approval follows it")
+		case approvers < 1 || approvers > MaxApprovers:
+			ro.errs.add(ro.field("approvers"), "must be 1 to %d different people, got %d", MaxApprovers, approvers)
+		default:
+			r.Approvers = approvers
+		}
+	}
 	return r
 }
+
+// MaxApprovers bounds how many different people a gate may ask for.
+const MaxApprovers = 10
 
 // defaultExpected estimates the share of users on the new version once a
 // ring is in, given the estimate for the rings before it.
@@ -214,6 +231,7 @@ func (p ringParams) phases(t Target) []Phase {
 			ph.Desired.Cohorts = cloneCohorts(cohorts, &CohortRule{Name: restCohort, Version: t.FromVersion, Match: Match{Kind: MatchAll}})
 			ph.Baseline = BaselineStable
 			ph.ApprovalRequired = true
+			ph.MinApprovers = r.Approvers
 			ph.ExposedShare = share(w)
 		}
 		phases[i] = ph

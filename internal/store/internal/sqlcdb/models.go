@@ -46,6 +46,15 @@ type Approval struct {
 	At         time.Time
 }
 
+type ApprovalPolicy struct {
+	EnvironmentID int64
+	MinApprovers  int32
+	TimeoutMs     *int64
+	OnTimeout     string
+	UpdatedAt     time.Time
+	UpdatedBy     string
+}
+
 type AuditEvent struct {
 	ID          int64
 	At          time.Time
