@@ -176,6 +176,12 @@ func serve(ctx context.Context, cfg Config, db *database, logger *slog.Logger, a
 		defer stopDemo()
 	}
 
+	// Approval gates nobody answered within their environment's timeout are
+	// rejected or escalated.
+	approvalTimeouts := engine.NewApprovalTimeouts(eng, time.Minute)
+	approvalTimeouts.Start(ctx)
+	defer approvalTimeouts.Stop()
+
 	// Guarded flag rollouts step through their percentages judged by the
 	// same decision as runs; each due check is leased to one replica.
 	guard := rollout.New(st, rollout.Config{Interval: cfg.AnalysisInterval, Logger: logger})
