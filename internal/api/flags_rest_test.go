@@ -58,11 +58,12 @@ func flagSetup(t *testing.T) *flagAPI {
 		apps   []string
 		envs   []string
 	}{
-		"ci":         {scopes: []auth.Scope{auth.ScopeDeploy}},
-		"reader":     {scopes: []auth.Scope{auth.ScopeRead}},
-		"staging-ci": {scopes: []auth.Scope{auth.ScopeDeploy}, envs: []string{"staging"}},
-		"blog-ci":    {scopes: []auth.Scope{auth.ScopeDeploy}, apps: []string{"blog"}},
-		"sdk":        {scopes: []auth.Scope{auth.ScopeFlags}},
+		"ci":          {scopes: []auth.Scope{auth.ScopeDeploy}},
+		"reader":      {scopes: []auth.Scope{auth.ScopeRead}},
+		"staging-ci":  {scopes: []auth.Scope{auth.ScopeDeploy}, envs: []string{"staging"}},
+		"blog-ci":     {scopes: []auth.Scope{auth.ScopeDeploy}, apps: []string{"blog"}},
+		"sdk":         {scopes: []auth.Scope{auth.ScopeFlags}},
+		"admin-token": {scopes: []auth.Scope{auth.ScopeAdmin}},
 	} {
 		plain, prefix, hash, err := auth.Generate()
 		require.NoError(t, err)

@@ -17,6 +17,7 @@ import (
 type ResourceStore interface {
 	FlagStore
 	FlagRolloutStore
+	ApprovalPolicyStore
 	CreateApp(ctx context.Context, a store.NewApp) (store.App, error)
 	App(ctx context.Context, slug string) (store.App, error)
 	ListApps(ctx context.Context, afterSlug string, limit int) ([]store.App, error)

@@ -19,6 +19,42 @@ import (
 	"github.com/oapi-codegen/runtime"
 )
 
+// Defines values for ApprovalPolicyOnTimeout.
+const (
+	ApprovalPolicyOnTimeoutEscalate ApprovalPolicyOnTimeout = "escalate"
+	ApprovalPolicyOnTimeoutReject   ApprovalPolicyOnTimeout = "reject"
+)
+
+// Valid indicates whether the value is a known member of the ApprovalPolicyOnTimeout enum.
+func (e ApprovalPolicyOnTimeout) Valid() bool {
+	switch e {
+	case ApprovalPolicyOnTimeoutEscalate:
+		return true
+	case ApprovalPolicyOnTimeoutReject:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for ApprovalPolicyRequestOnTimeout.
+const (
+	ApprovalPolicyRequestOnTimeoutEscalate ApprovalPolicyRequestOnTimeout = "escalate"
+	ApprovalPolicyRequestOnTimeoutReject   ApprovalPolicyRequestOnTimeout = "reject"
+)
+
+// Valid indicates whether the value is a known member of the ApprovalPolicyRequestOnTimeout enum.
+func (e ApprovalPolicyRequestOnTimeout) Valid() bool {
+	switch e {
+	case ApprovalPolicyRequestOnTimeoutEscalate:
+		return true
+	case ApprovalPolicyRequestOnTimeoutReject:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for CohortMatchKind.
 const (
 	All    CohortMatchKind = "all"
@@ -642,6 +678,39 @@ type AppList struct {
 //
 // Example: Checkout
 type AppName = string
+
+// ApprovalPolicy defines model for ApprovalPolicy.
+type ApprovalPolicy struct {
+	MinApprovers int                     `json:"min_approvers"`
+	OnTimeout    ApprovalPolicyOnTimeout `json:"on_timeout"`
+
+	// Timeout A length of time such as `"90s"`, `"5m"`, `"1h30m"`, `"24h"` or `"3d"`; a day is always 24 hours.
+	//
+	// Example: 5m
+	Timeout *Duration `json:"timeout,omitempty"`
+
+	// UpdatedAt When the policy was last set; absent while the environment has the default.
+	UpdatedAt *time.Time `json:"updated_at,omitempty"`
+	UpdatedBy *string    `json:"updated_by,omitempty"`
+}
+
+// ApprovalPolicyOnTimeout defines model for ApprovalPolicy.OnTimeout.
+type ApprovalPolicyOnTimeout string
+
+// ApprovalPolicyRequest defines model for ApprovalPolicyRequest.
+type ApprovalPolicyRequest struct {
+	// MinApprovers How many different people must approve each gate.
+	MinApprovers int `json:"min_approvers"`
+
+	// OnTimeout `reject` rolls the run back; `escalate` records an `approval.escalated` event once (notifications carry it) and keeps waiting. Default reject.
+	OnTimeout *ApprovalPolicyRequestOnTimeout `json:"on_timeout,omitempty"`
+
+	// Timeout How long a gate waits for its approvals (1m to 30 days); left out, it waits forever.
+	Timeout *Duration `json:"timeout,omitempty"`
+}
+
+// ApprovalPolicyRequestOnTimeout `reject` rolls the run back; `escalate` records an `approval.escalated` event once (notifications carry it) and keeps waiting. Default reject.
+type ApprovalPolicyRequestOnTimeout string
 
 // BlueGreenParams defines model for BlueGreenParams.
 type BlueGreenParams struct {
@@ -1581,6 +1650,9 @@ type RecreateParams struct {
 
 // Ring defines model for Ring.
 type Ring struct {
+	// Approvers How many different people must approve the next ring; the environment's approval policy applies when it asks for more. Not for the last ring.
+	Approvers *int `json:"approvers,omitempty"`
+
 	// Audience Which users belong to a cohort: `hash` takes `percent` of the hash
 	// buckets of `key` (default `user_id`); `header` and `cookie` match
 	// `values` of the header or cookie named `key`; `all` matches everyone.
@@ -2350,6 +2422,9 @@ type CreateEnvironmentJSONRequestBody = CreateEnvironmentRequest
 // UpdateEnvironmentJSONRequestBody defines body for UpdateEnvironment for application/json ContentType.
 type UpdateEnvironmentJSONRequestBody = UpdateEnvironmentRequest
 
+// SetApprovalPolicyJSONRequestBody defines body for SetApprovalPolicy for application/json ContentType.
+type SetApprovalPolicyJSONRequestBody = ApprovalPolicyRequest
+
 // CreateRunJSONRequestBody defines body for CreateRun for application/json ContentType.
 type CreateRunJSONRequestBody = CreateRunRequest
 
@@ -2589,6 +2664,41 @@ type ClientInterface interface {
 	//
 	// Corresponds with PATCH /api/v1/apps/{app}/environments/{env} (the `UpdateEnvironment` operationId).
 	UpdateEnvironment(ctx context.Context, app AppSlug, env EnvironmentName, params *UpdateEnvironmentParams, body UpdateEnvironmentJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// GetApprovalPolicy Read an environment's approval policy
+	//
+	// How the environment's approval gates are decided: how many different
+	// people must approve, and what happens when nobody does in time. An
+	// environment never given a policy needs one approver and waits forever.
+	//
+	// Corresponds with GET /api/v1/apps/{app}/environments/{env}/approval-policy (the `GetApprovalPolicy` operationId).
+	GetApprovalPolicy(ctx context.Context, app AppSlug, env EnvironmentName, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// SetApprovalPolicyWithBody Set an environment's approval policy
+	//
+	// Replaces the policy. A ring may ask for more approvers than the
+	// environment (its `approvers`); the larger applies. Each person
+	// answers a gate once, and whoever started the run may not approve it
+	// when the environment says so (`approver_not_starter`). Needs the
+	// `admin` scope.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with PUT /api/v1/apps/{app}/environments/{env}/approval-policy (the `SetApprovalPolicy` operationId).
+	SetApprovalPolicyWithBody(ctx context.Context, app AppSlug, env EnvironmentName, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// SetApprovalPolicy Set an environment's approval policy
+	//
+	// Replaces the policy. A ring may ask for more approvers than the
+	// environment (its `approvers`); the larger applies. Each person
+	// answers a gate once, and whoever started the run may not approve it
+	// when the environment says so (`approver_not_starter`). Needs the
+	// `admin` scope.
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with PUT /api/v1/apps/{app}/environments/{env}/approval-policy (the `SetApprovalPolicy` operationId).
+	SetApprovalPolicy(ctx context.Context, app AppSlug, env EnvironmentName, body SetApprovalPolicyJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// CreateRunWithBody Start a run
 	//
@@ -3392,6 +3502,71 @@ func (c *Client) UpdateEnvironmentWithBody(ctx context.Context, app AppSlug, env
 // Corresponds with PATCH /api/v1/apps/{app}/environments/{env} (the `UpdateEnvironment` operationId).
 func (c *Client) UpdateEnvironment(ctx context.Context, app AppSlug, env EnvironmentName, params *UpdateEnvironmentParams, body UpdateEnvironmentJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewUpdateEnvironmentRequest(c.Server, app, env, params, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// GetApprovalPolicy Read an environment's approval policy
+//
+// How the environment's approval gates are decided: how many different
+// people must approve, and what happens when nobody does in time. An
+// environment never given a policy needs one approver and waits forever.
+//
+// Corresponds with GET /api/v1/apps/{app}/environments/{env}/approval-policy (the `GetApprovalPolicy` operationId).
+func (c *Client) GetApprovalPolicy(ctx context.Context, app AppSlug, env EnvironmentName, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetApprovalPolicyRequest(c.Server, app, env)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// SetApprovalPolicyWithBody Set an environment's approval policy
+//
+// Replaces the policy. A ring may ask for more approvers than the
+// environment (its `approvers`); the larger applies. Each person
+// answers a gate once, and whoever started the run may not approve it
+// when the environment says so (`approver_not_starter`). Needs the
+// `admin` scope.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with PUT /api/v1/apps/{app}/environments/{env}/approval-policy (the `SetApprovalPolicy` operationId).
+func (c *Client) SetApprovalPolicyWithBody(ctx context.Context, app AppSlug, env EnvironmentName, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewSetApprovalPolicyRequestWithBody(c.Server, app, env, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// SetApprovalPolicy Set an environment's approval policy
+//
+// Replaces the policy. A ring may ask for more approvers than the
+// environment (its `approvers`); the larger applies. Each person
+// answers a gate once, and whoever started the run may not approve it
+// when the environment says so (`approver_not_starter`). Needs the
+// `admin` scope.
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with PUT /api/v1/apps/{app}/environments/{env}/approval-policy (the `SetApprovalPolicy` operationId).
+func (c *Client) SetApprovalPolicy(ctx context.Context, app AppSlug, env EnvironmentName, body SetApprovalPolicyJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewSetApprovalPolicyRequest(c.Server, app, env, body)
 	if err != nil {
 		return nil, err
 	}
@@ -4780,6 +4955,101 @@ func NewUpdateEnvironmentRequestWithBody(server string, app AppSlug, env Environ
 		}
 
 	}
+
+	return req, nil
+}
+
+// NewGetApprovalPolicyRequest constructs an http.Request for the GetApprovalPolicy method
+func NewGetApprovalPolicyRequest(server string, app AppSlug, env EnvironmentName) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "app", app, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam1 string
+
+	pathParam1, err = runtime.StyleParamWithOptions("simple", false, "env", env, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/apps/%s/environments/%s/approval-policy", pathParam0, pathParam1)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewSetApprovalPolicyRequest calls the generic SetApprovalPolicy builder with application/json body
+func NewSetApprovalPolicyRequest(server string, app AppSlug, env EnvironmentName, body SetApprovalPolicyJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewSetApprovalPolicyRequestWithBody(server, app, env, "application/json", bodyReader)
+}
+
+// NewSetApprovalPolicyRequestWithBody constructs an http.Request for the SetApprovalPolicy method, with any body, and a specified content type
+func NewSetApprovalPolicyRequestWithBody(server string, app AppSlug, env EnvironmentName, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "app", app, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam1 string
+
+	pathParam1, err = runtime.StyleParamWithOptions("simple", false, "env", env, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/apps/%s/environments/%s/approval-policy", pathParam0, pathParam1)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPut, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
 
 	return req, nil
 }
@@ -6435,6 +6705,43 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with PATCH /api/v1/apps/{app}/environments/{env} (the `UpdateEnvironment` operationId).
 	UpdateEnvironmentWithResponse(ctx context.Context, app AppSlug, env EnvironmentName, params *UpdateEnvironmentParams, body UpdateEnvironmentJSONRequestBody, reqEditors ...RequestEditorFn) (*UpdateEnvironmentResponse, error)
 
+	// GetApprovalPolicyWithResponse Read an environment's approval policy
+	//
+	// How the environment's approval gates are decided: how many different
+	// people must approve, and what happens when nobody does in time. An
+	// environment never given a policy needs one approver and waits forever.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /api/v1/apps/{app}/environments/{env}/approval-policy (the `GetApprovalPolicy` operationId).
+	GetApprovalPolicyWithResponse(ctx context.Context, app AppSlug, env EnvironmentName, reqEditors ...RequestEditorFn) (*GetApprovalPolicyResponse, error)
+
+	// SetApprovalPolicyWithBodyWithResponse Set an environment's approval policy
+	//
+	// Replaces the policy. A ring may ask for more approvers than the
+	// environment (its `approvers`); the larger applies. Each person
+	// answers a gate once, and whoever started the run may not approve it
+	// when the environment says so (`approver_not_starter`). Needs the
+	// `admin` scope.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with PUT /api/v1/apps/{app}/environments/{env}/approval-policy (the `SetApprovalPolicy` operationId).
+	SetApprovalPolicyWithBodyWithResponse(ctx context.Context, app AppSlug, env EnvironmentName, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*SetApprovalPolicyResponse, error)
+
+	// SetApprovalPolicyWithResponse Set an environment's approval policy
+	//
+	// Replaces the policy. A ring may ask for more approvers than the
+	// environment (its `approvers`); the larger applies. Each person
+	// answers a gate once, and whoever started the run may not approve it
+	// when the environment says so (`approver_not_starter`). Needs the
+	// `admin` scope.
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with PUT /api/v1/apps/{app}/environments/{env}/approval-policy (the `SetApprovalPolicy` operationId).
+	SetApprovalPolicyWithResponse(ctx context.Context, app AppSlug, env EnvironmentName, body SetApprovalPolicyJSONRequestBody, reqEditors ...RequestEditorFn) (*SetApprovalPolicyResponse, error)
+
 	// CreateRunWithBodyWithResponse Start a run
 	//
 	// Deploys a version to the environment. The run starts at once when the
@@ -7729,6 +8036,158 @@ func (r UpdateEnvironmentResponse) StatusCode() int {
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r UpdateEnvironmentResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type GetApprovalPolicyResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *ApprovalPolicy
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFound
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r GetApprovalPolicyResponse) GetJSON200() *ApprovalPolicy {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r GetApprovalPolicyResponse) GetApplicationproblemJSON401() *Unauthorized {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r GetApprovalPolicyResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r GetApprovalPolicyResponse) GetApplicationproblemJSON404() *NotFound {
+	return r.ApplicationproblemJSON404
+}
+
+// GetBody returns the raw response body bytes
+func (r GetApprovalPolicyResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetApprovalPolicyResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetApprovalPolicyResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetApprovalPolicyResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type SetApprovalPolicyResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *ApprovalPolicy
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *BadRequest
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFound
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *PayloadTooLarge
+	// ApplicationproblemJSON415 the response for an HTTP 415 `application/problem+json` response
+	ApplicationproblemJSON415 *UnsupportedMediaType
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *ValidationFailed
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r SetApprovalPolicyResponse) GetJSON200() *ApprovalPolicy {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r SetApprovalPolicyResponse) GetApplicationproblemJSON400() *BadRequest {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r SetApprovalPolicyResponse) GetApplicationproblemJSON401() *Unauthorized {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r SetApprovalPolicyResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r SetApprovalPolicyResponse) GetApplicationproblemJSON404() *NotFound {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r SetApprovalPolicyResponse) GetApplicationproblemJSON413() *PayloadTooLarge {
+	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON415 returns the response for an HTTP 415 `application/problem+json` response
+func (r SetApprovalPolicyResponse) GetApplicationproblemJSON415() *UnsupportedMediaType {
+	return r.ApplicationproblemJSON415
+}
+
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r SetApprovalPolicyResponse) GetApplicationproblemJSON422() *ValidationFailed {
+	return r.ApplicationproblemJSON422
+}
+
+// GetBody returns the raw response body bytes
+func (r SetApprovalPolicyResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r SetApprovalPolicyResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r SetApprovalPolicyResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r SetApprovalPolicyResponse) ContentType() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
@@ -10076,6 +10535,61 @@ func (c *ClientWithResponses) UpdateEnvironmentWithResponse(ctx context.Context,
 	return ParseUpdateEnvironmentResponse(rsp)
 }
 
+// GetApprovalPolicyWithResponse Read an environment's approval policy
+//
+// How the environment's approval gates are decided: how many different
+// people must approve, and what happens when nobody does in time. An
+// environment never given a policy needs one approver and waits forever.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /api/v1/apps/{app}/environments/{env}/approval-policy (the `GetApprovalPolicy` operationId).
+func (c *ClientWithResponses) GetApprovalPolicyWithResponse(ctx context.Context, app AppSlug, env EnvironmentName, reqEditors ...RequestEditorFn) (*GetApprovalPolicyResponse, error) {
+	rsp, err := c.GetApprovalPolicy(ctx, app, env, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetApprovalPolicyResponse(rsp)
+}
+
+// SetApprovalPolicyWithBodyWithResponse Set an environment's approval policy
+//
+// Replaces the policy. A ring may ask for more approvers than the
+// environment (its `approvers`); the larger applies. Each person
+// answers a gate once, and whoever started the run may not approve it
+// when the environment says so (`approver_not_starter`). Needs the
+// `admin` scope.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with PUT /api/v1/apps/{app}/environments/{env}/approval-policy (the `SetApprovalPolicy` operationId).
+func (c *ClientWithResponses) SetApprovalPolicyWithBodyWithResponse(ctx context.Context, app AppSlug, env EnvironmentName, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*SetApprovalPolicyResponse, error) {
+	rsp, err := c.SetApprovalPolicyWithBody(ctx, app, env, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseSetApprovalPolicyResponse(rsp)
+}
+
+// SetApprovalPolicyWithResponse Set an environment's approval policy
+//
+// Replaces the policy. A ring may ask for more approvers than the
+// environment (its `approvers`); the larger applies. Each person
+// answers a gate once, and whoever started the run may not approve it
+// when the environment says so (`approver_not_starter`). Needs the
+// `admin` scope.
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with PUT /api/v1/apps/{app}/environments/{env}/approval-policy (the `SetApprovalPolicy` operationId).
+func (c *ClientWithResponses) SetApprovalPolicyWithResponse(ctx context.Context, app AppSlug, env EnvironmentName, body SetApprovalPolicyJSONRequestBody, reqEditors ...RequestEditorFn) (*SetApprovalPolicyResponse, error) {
+	rsp, err := c.SetApprovalPolicy(ctx, app, env, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseSetApprovalPolicyResponse(rsp)
+}
+
 // CreateRunWithBodyWithResponse Start a run
 //
 // Deploys a version to the environment. The run starts at once when the
@@ -11496,6 +12010,128 @@ func ParseUpdateEnvironmentResponse(rsp *http.Response) (*UpdateEnvironmentRespo
 			headers.ETag = &value
 		}
 		response.Headers200 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseGetApprovalPolicyResponse parses an HTTP response from a GetApprovalPolicyWithResponse call
+func ParseGetApprovalPolicyResponse(rsp *http.Response) (*GetApprovalPolicyResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetApprovalPolicyResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest ApprovalPolicy
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseSetApprovalPolicyResponse parses an HTTP response from a SetApprovalPolicyWithResponse call
+func ParseSetApprovalPolicyResponse(rsp *http.Response) (*SetApprovalPolicyResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &SetApprovalPolicyResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest ApprovalPolicy
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest PayloadTooLarge
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest UnsupportedMediaType
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest ValidationFailed
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
 	}
 
 	return response, nil

@@ -13,6 +13,42 @@ import (
 	"github.com/oapi-codegen/runtime"
 )
 
+// Defines values for ApprovalPolicyOnTimeout.
+const (
+	ApprovalPolicyOnTimeoutEscalate ApprovalPolicyOnTimeout = "escalate"
+	ApprovalPolicyOnTimeoutReject   ApprovalPolicyOnTimeout = "reject"
+)
+
+// Valid indicates whether the value is a known member of the ApprovalPolicyOnTimeout enum.
+func (e ApprovalPolicyOnTimeout) Valid() bool {
+	switch e {
+	case ApprovalPolicyOnTimeoutEscalate:
+		return true
+	case ApprovalPolicyOnTimeoutReject:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for ApprovalPolicyRequestOnTimeout.
+const (
+	ApprovalPolicyRequestOnTimeoutEscalate ApprovalPolicyRequestOnTimeout = "escalate"
+	ApprovalPolicyRequestOnTimeoutReject   ApprovalPolicyRequestOnTimeout = "reject"
+)
+
+// Valid indicates whether the value is a known member of the ApprovalPolicyRequestOnTimeout enum.
+func (e ApprovalPolicyRequestOnTimeout) Valid() bool {
+	switch e {
+	case ApprovalPolicyRequestOnTimeoutEscalate:
+		return true
+	case ApprovalPolicyRequestOnTimeoutReject:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for CohortMatchKind.
 const (
 	All    CohortMatchKind = "all"
@@ -606,6 +642,39 @@ type AppList struct {
 //
 // Example: Checkout
 type AppName = string
+
+// ApprovalPolicy defines model for ApprovalPolicy.
+type ApprovalPolicy struct {
+	MinApprovers int                     `json:"min_approvers"`
+	OnTimeout    ApprovalPolicyOnTimeout `json:"on_timeout"`
+
+	// Timeout A length of time such as `"90s"`, `"5m"`, `"1h30m"`, `"24h"` or `"3d"`; a day is always 24 hours.
+	//
+	// Example: 5m
+	Timeout *Duration `json:"timeout,omitempty"`
+
+	// UpdatedAt When the policy was last set; absent while the environment has the default.
+	UpdatedAt *time.Time `json:"updated_at,omitempty"`
+	UpdatedBy *string    `json:"updated_by,omitempty"`
+}
+
+// ApprovalPolicyOnTimeout defines model for ApprovalPolicy.OnTimeout.
+type ApprovalPolicyOnTimeout string
+
+// ApprovalPolicyRequest defines model for ApprovalPolicyRequest.
+type ApprovalPolicyRequest struct {
+	// MinApprovers How many different people must approve each gate.
+	MinApprovers int `json:"min_approvers"`
+
+	// OnTimeout `reject` rolls the run back; `escalate` records an `approval.escalated` event once (notifications carry it) and keeps waiting. Default reject.
+	OnTimeout *ApprovalPolicyRequestOnTimeout `json:"on_timeout,omitempty"`
+
+	// Timeout How long a gate waits for its approvals (1m to 30 days); left out, it waits forever.
+	Timeout *Duration `json:"timeout,omitempty"`
+}
+
+// ApprovalPolicyRequestOnTimeout `reject` rolls the run back; `escalate` records an `approval.escalated` event once (notifications carry it) and keeps waiting. Default reject.
+type ApprovalPolicyRequestOnTimeout string
 
 // BlueGreenParams defines model for BlueGreenParams.
 type BlueGreenParams struct {
@@ -1504,6 +1573,9 @@ type RecreateParams struct {
 
 // Ring defines model for Ring.
 type Ring struct {
+	// Approvers How many different people must approve the next ring; the environment's approval policy applies when it asks for more. Not for the last ring.
+	Approvers *int `json:"approvers,omitempty"`
+
 	// Audience Which users belong to a cohort: `hash` takes `percent` of the hash
 	// buckets of `key` (default `user_id`); `header` and `cookie` match
 	// `values` of the header or cookie named `key`; `all` matches everyone.
@@ -2232,6 +2304,9 @@ type CreateEnvironmentJSONRequestBody = CreateEnvironmentRequest
 // UpdateEnvironmentJSONRequestBody defines body for UpdateEnvironment for application/json ContentType.
 type UpdateEnvironmentJSONRequestBody = UpdateEnvironmentRequest
 
+// SetApprovalPolicyJSONRequestBody defines body for SetApprovalPolicy for application/json ContentType.
+type SetApprovalPolicyJSONRequestBody = ApprovalPolicyRequest
+
 // CreateRunJSONRequestBody defines body for CreateRun for application/json ContentType.
 type CreateRunJSONRequestBody = CreateRunRequest
 
@@ -2291,6 +2366,12 @@ type ServerInterface interface {
 	// UpdateEnvironment Change an environment
 	// (PATCH /api/v1/apps/{app}/environments/{env})
 	UpdateEnvironment(ctx echo.Context, app AppSlug, env EnvironmentName, params UpdateEnvironmentParams) error
+	// GetApprovalPolicy Read an environment's approval policy
+	// (GET /api/v1/apps/{app}/environments/{env}/approval-policy)
+	GetApprovalPolicy(ctx echo.Context, app AppSlug, env EnvironmentName) error
+	// SetApprovalPolicy Set an environment's approval policy
+	// (PUT /api/v1/apps/{app}/environments/{env}/approval-policy)
+	SetApprovalPolicy(ctx echo.Context, app AppSlug, env EnvironmentName) error
 	// CreateRun Start a run
 	// (POST /api/v1/apps/{app}/environments/{env}/runs)
 	CreateRun(ctx echo.Context, app AppSlug, env EnvironmentName, params CreateRunParams) error
@@ -2556,6 +2637,54 @@ func (w *ServerInterfaceWrapper) UpdateEnvironment(ctx echo.Context) error {
 
 	// Invoke the callback with all the unmarshaled arguments
 	err = w.Handler.UpdateEnvironment(ctx, app, env, params)
+	return err
+}
+
+// GetApprovalPolicy converts echo context to params.
+func (w *ServerInterfaceWrapper) GetApprovalPolicy(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "app" -------------
+	var app AppSlug
+
+	err = runtime.BindStyledParameterWithOptions("simple", "app", ctx.Param("app"), &app, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter app: %s", err))
+	}
+
+	// ------------- Path parameter "env" -------------
+	var env EnvironmentName
+
+	err = runtime.BindStyledParameterWithOptions("simple", "env", ctx.Param("env"), &env, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter env: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.GetApprovalPolicy(ctx, app, env)
+	return err
+}
+
+// SetApprovalPolicy converts echo context to params.
+func (w *ServerInterfaceWrapper) SetApprovalPolicy(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "app" -------------
+	var app AppSlug
+
+	err = runtime.BindStyledParameterWithOptions("simple", "app", ctx.Param("app"), &app, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter app: %s", err))
+	}
+
+	// ------------- Path parameter "env" -------------
+	var env EnvironmentName
+
+	err = runtime.BindStyledParameterWithOptions("simple", "env", ctx.Param("env"), &env, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter env: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.SetApprovalPolicy(ctx, app, env)
 	return err
 }
 
@@ -3263,6 +3392,8 @@ func RegisterHandlersWithOptions(router EchoRouter, si ServerInterface, options 
 	router.GET(options.BaseURL+"/api/v1/apps/:app/environments/:env", wrapper.GetEnvironment, options.OperationMiddlewares["getEnvironment"]...)
 	router.PATCH(options.BaseURL+"/api/v1/apps/:app/environments/:env", wrapper.UpdateEnvironment, options.OperationMiddlewares["updateEnvironment"]...)
 	router.POST(options.BaseURL+"/api/v1/apps/:app/environments/:env/runs", wrapper.CreateRun, options.OperationMiddlewares["createRun"]...)
+	router.GET(options.BaseURL+"/api/v1/apps/:app/environments/:env/approval-policy", wrapper.GetApprovalPolicy, options.OperationMiddlewares["getApprovalPolicy"]...)
+	router.PUT(options.BaseURL+"/api/v1/apps/:app/environments/:env/approval-policy", wrapper.SetApprovalPolicy, options.OperationMiddlewares["setApprovalPolicy"]...)
 	router.GET(options.BaseURL+"/api/v1/apps/:app/flags", wrapper.ListFlags, options.OperationMiddlewares["listFlags"]...)
 	router.POST(options.BaseURL+"/api/v1/apps/:app/flags", wrapper.CreateFlag, options.OperationMiddlewares["createFlag"]...)
 	router.GET(options.BaseURL+"/api/v1/apps/:app/flags/:flag", wrapper.GetFlag, options.OperationMiddlewares["getFlag"]...)
