@@ -19,9 +19,9 @@ func TestApprovalPolicyThroughTheAPI(t *testing.T) {
 	require.Nil(t, p.Timeout)
 
 	for body, field := range map[string]string{
-		`{}`:                                        "min_approvers",
-		`{"min_approvers": 0}`:                      "min_approvers",
-		`{"min_approvers": 2, "timeout": "5s"}`:     "timeout",
+		`{}`:                                    "min_approvers",
+		`{"min_approvers": 0}`:                  "min_approvers",
+		`{"min_approvers": 2, "timeout": "5s"}`: "timeout",
 		`{"min_approvers": 2, "timeout": "soon"}`:   "timeout",
 		`{"min_approvers": 2, "on_timeout": "nap"}`: "on_timeout",
 		`{"min_approvers": 2, "quorum": 3}`:         "quorum",
