@@ -82,3 +82,29 @@ func TestApprovalLinkOpensTheApprovalAndApprovesNothing(t *testing.T) {
 	require.Equal(t, http.StatusSeeOther, ana.post("/approvals/"+id+"/approve", nil).Code)
 	require.Equal(t, "/runs/"+id+"?from=approval-link", ana.get(link).Location)
 }
+
+func TestApprovalsPageCountsDistinctApprovers(t *testing.T) {
+	t.Parallel()
+	f := newReleaseFixture(t)
+	f.addUser("ana", false, "checkout/production=approver")
+	f.addUser("bob", false, "checkout/production=approver")
+	app, env := f.environment("checkout", "production", nil)
+	_, err := f.Store.SetApprovalPolicy(context.Background(), store.ApprovalPolicy{EnvironmentID: env.ID, MinApprovers: 2, OnTimeout: store.OnTimeoutReject}, "admin")
+	require.NoError(t, err)
+	run := f.waitingRing(app, env, "ci")
+	id := fmt.Sprint(run.ID)
+
+	ana := f.signIn("ana")
+	require.Contains(t, ana.get("/approvals").text("approval-quorum-"+id), "0 of 2 approvals")
+	require.Equal(t, http.StatusSeeOther, ana.post("/approvals/"+id+"/approve", nil).Code)
+	require.Equal(t, store.RunAwaitingApproval, f.run(run.ID).State, "one of two approvals keeps the run waiting")
+	page := ana.get("/approvals")
+	require.Contains(t, page.text("approval-quorum-"+id), "1 of 2 approvals")
+	require.Contains(t, page.text("approval-quorum-"+id), "ana")
+	require.Contains(t, page.text("approval-approve-blocked-"+id), "You approved this gate")
+
+	bob := f.signIn("bob")
+	require.NotNil(t, bob.get("/approvals").byTestID("approval-approve-"+id))
+	require.Equal(t, http.StatusSeeOther, bob.post("/approvals/"+id+"/approve", nil).Code)
+	require.NotEqual(t, store.RunAwaitingApproval, f.run(run.ID).State, "the second approver moves it on")
+}

@@ -34,6 +34,7 @@ type ApprovalStore interface {
 	LatestDecision(ctx context.Context, runID int64) (store.Decision, error)
 	ListApprovals(ctx context.Context, runID int64) ([]store.Approval, error)
 	RecordAudit(ctx context.Context, e store.AuditEvent) (store.AuditEvent, error)
+	ApprovalPolicy(ctx context.Context, envID int64) (store.ApprovalPolicy, error)
 }
 
 type approvalHandlers struct {
@@ -226,7 +227,11 @@ func buildApprovalsView(ctx context.Context, st ApprovalStore, m auth.Member, no
 		runs, v.Truncated = runs[:maxInFlight], true
 	}
 	for _, r := range runs {
-		v.Items = append(v.Items, approvalItem(r, m, now))
+		it := approvalItem(r, m, now)
+		if err := countApprovals(ctx, st, r, m, &it); err != nil {
+			return templates.ApprovalsView{}, err
+		}
+		v.Items = append(v.Items, it)
 	}
 	slices.SortStableFunc(v.Items, func(a, b templates.ApprovalItem) int {
 		if a.CanDecide != b.CanDecide {
@@ -298,4 +303,35 @@ func approvalItem(r store.InFlightRun, m auth.Member, now time.Time) templates.A
 		it.ApproveBlocked = fmt.Sprintf("You started this run, and %s wants another approver to approve it. You may still reject it.", it.Where())
 	}
 	return it
+}
+
+// countApprovals fills in how many different people the gate needs and
+// who has approved it so far, for gates that need more than one.
+func countApprovals(ctx context.Context, st ApprovalStore, r store.InFlightRun, m auth.Member, it *templates.ApprovalItem) error {
+	policy, err := st.ApprovalPolicy(ctx, r.EnvID)
+	if err != nil {
+		return fmt.Errorf("reading the approval policy of %s/%s: %w", r.AppSlug, r.Environment, err)
+	}
+	needed := policy.MinApprovers
+	var phase plan.Phase
+	if json.Unmarshal(r.Phase, &phase) == nil {
+		needed = max(needed, phase.MinApprovers)
+	}
+	if needed <= 1 {
+		return nil
+	}
+	approvals, err := st.ListApprovals(ctx, r.ID)
+	if err != nil {
+		return fmt.Errorf("reading the approvals of run %d: %w", r.ID, err)
+	}
+	it.ApprovalsNeeded = needed
+	for _, a := range approvals {
+		if a.PhaseIndex == r.PhaseIndex && a.Outcome == "approved" {
+			it.ApprovedBy = append(it.ApprovedBy, a.Actor)
+		}
+	}
+	if it.CanDecide && it.ApproveBlocked == "" && slices.Contains(it.ApprovedBy, m.Actor()) {
+		it.ApproveBlocked = fmt.Sprintf("You approved this gate; it needs %d different approvers, so it waits for %d more.", needed, needed-len(it.ApprovedBy))
+	}
+	return nil
 }

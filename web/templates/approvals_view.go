@@ -70,6 +70,10 @@ type ApprovalItem struct {
 	// ApproveBlocked, when set, says why this member may reject but not
 	// approve (the environment wants someone else than the starter).
 	ApproveBlocked string
+	// ApprovalsNeeded is how many different people must approve, when more
+	// than one; ApprovedBy are those who have.
+	ApprovalsNeeded int
+	ApprovedBy      []string
 	// Comment and CommentError refill a refused form.
 	Comment      string
 	CommentError string
