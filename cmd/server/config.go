@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/flightdeckhq/flightdeck/internal/api"
 	"github.com/flightdeckhq/flightdeck/internal/auth"
 )
 
@@ -46,6 +47,9 @@ type Config struct {
 	// PublicURL is the address people use to reach the server; https
 	// there makes the pages' cookies Secure with the __Host- prefix.
 	PublicURL string
+	// OIDC is single sign-on through an OpenID Connect provider, nil
+	// unless an issuer is configured.
+	OIDC *api.OIDCConfig
 }
 
 // LogValue prints the configuration with secrets masked.
@@ -66,7 +70,72 @@ func (c Config) LogValue() slog.Value {
 		slog.Duration("analysis_interval", c.AnalysisInterval),
 		slog.String("demo", c.Demo),
 		slog.String("public_url", c.PublicURL),
+		slog.String("oidc", describeOIDC(c.OIDC)),
 	)
+}
+
+// describeOIDC says which provider single sign-on uses, without its secret.
+func describeOIDC(o *api.OIDCConfig) string {
+	if o == nil {
+		return "off"
+	}
+	return fmt.Sprintf("issuer %s, client %s, secret set %t, %d role rules on claim %s",
+		o.Issuer, o.ClientID, o.ClientSecret != "", len(o.RoleMap.Rules), o.RoleMap.Claim)
+}
+
+// oidcSettings are the single sign-on settings as given.
+type oidcSettings struct {
+	issuer, clientID, clientSecret, clientSecretFile, roleMap, roleMapFile, name, scopes string
+}
+
+// parseOIDC checks the single sign-on settings and returns the
+// configuration, nil when no issuer is set.
+func parseOIDC(o oidcSettings, publicURL string) (*api.OIDCConfig, error) {
+	for _, f := range []struct {
+		value      *string
+		path, flag string
+	}{
+		{&o.clientSecret, o.clientSecretFile, "--oidc-client-secret-file"},
+		{&o.roleMap, o.roleMapFile, "--oidc-role-map-file"},
+	} {
+		if f.path == "" {
+			continue
+		}
+		b, err := os.ReadFile(f.path)
+		if err != nil {
+			return nil, fmt.Errorf("reading %s: %w", f.flag, err)
+		}
+		*f.value = strings.TrimSpace(string(b))
+	}
+	if o.issuer == "" {
+		if o.clientID != "" || o.clientSecret != "" || o.roleMap != "" {
+			return nil, errors.New("single sign-on settings are given without an issuer: set --oidc-issuer (FLIGHTDECK_OIDC_ISSUER), such as https://sso.example.com/realms/platform")
+		}
+		return nil, nil
+	}
+	u, err := url.Parse(o.issuer)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("invalid OIDC issuer %q: want the provider's issuer URL, such as https://sso.example.com/realms/platform", o.issuer)
+	}
+	if o.clientID == "" {
+		return nil, errors.New("single sign-on needs the client id Flightdeck is registered with at the provider: set --oidc-client-id (FLIGHTDECK_OIDC_CLIENT_ID)")
+	}
+	// The value is a secret, so errors describe it without repeating it.
+	if o.clientSecret == "" {
+		return nil, errors.New("single sign-on needs the client secret: set FLIGHTDECK_OIDC_CLIENT_SECRET or FLIGHTDECK_OIDC_CLIENT_SECRET_FILE")
+	}
+	if publicURL == "" {
+		return nil, fmt.Errorf("single sign-on needs --public-url (FLIGHTDECK_PUBLIC_URL): the provider sends people back to the public URL followed by %s", api.OIDCCallbackPath)
+	}
+	roles, err := api.ParseRoleMap([]byte(o.roleMap))
+	if err != nil {
+		return nil, fmt.Errorf("FLIGHTDECK_OIDC_ROLE_MAP: %w", err)
+	}
+	return &api.OIDCConfig{
+		Issuer: o.issuer, ClientID: o.clientID, ClientSecret: o.clientSecret,
+		Scopes:      strings.Fields(strings.ReplaceAll(o.scopes, ",", " ")),
+		RedirectURL: publicURL + api.OIDCCallbackPath, Name: o.name, RoleMap: roles,
+	}, nil
 }
 
 // maskToken shows only the part of a token that token lists show too,
@@ -139,6 +208,15 @@ func parseConfigWith(name string, args []string, getenv func(string) string, out
 	fs.StringVar(&c.AdminPassword, "admin-password", get("FLIGHTDECK_ADMIN_PASSWORD", ""), "password of the admin user, created if missing; prefer the environment or a file (FLIGHTDECK_ADMIN_PASSWORD, FLIGHTDECK_ADMIN_PASSWORD_FILE)")
 	fs.StringVar(&c.Demo, "demo", get("FLIGHTDECK_DEMO", "auto"), "seed demo apps and runs into an empty database and keep them moving: auto (only on the embedded database), on or off (FLIGHTDECK_DEMO)")
 	fs.StringVar(&c.PublicURL, "public-url", get("FLIGHTDECK_PUBLIC_URL", ""), "address people reach Flightdeck at, such as https://deploy.example.com; https makes cookies Secure (FLIGHTDECK_PUBLIC_URL)")
+	var sso oidcSettings
+	fs.StringVar(&sso.issuer, "oidc-issuer", get("FLIGHTDECK_OIDC_ISSUER", ""), "issuer URL of the OpenID Connect provider for single sign-on, such as https://sso.example.com/realms/platform; empty turns single sign-on off (FLIGHTDECK_OIDC_ISSUER)")
+	fs.StringVar(&sso.clientID, "oidc-client-id", get("FLIGHTDECK_OIDC_CLIENT_ID", ""), "client id Flightdeck is registered with at the provider (FLIGHTDECK_OIDC_CLIENT_ID)")
+	fs.StringVar(&sso.clientSecret, "oidc-client-secret", get("FLIGHTDECK_OIDC_CLIENT_SECRET", ""), "client secret; prefer the environment or a file (FLIGHTDECK_OIDC_CLIENT_SECRET, FLIGHTDECK_OIDC_CLIENT_SECRET_FILE)")
+	fs.StringVar(&sso.clientSecretFile, "oidc-client-secret-file", "", "file holding the client secret")
+	fs.StringVar(&sso.roleMap, "oidc-role-map", get("FLIGHTDECK_OIDC_ROLE_MAP", ""), `JSON mapping a claim's values to roles, such as {"claim": "groups", "rules": [{"value": "sre", "app": "*", "env": "*", "role": "deployer"}, {"value": "platform-admins", "admin": true}]}; without a matching rule a person is a viewer (FLIGHTDECK_OIDC_ROLE_MAP, FLIGHTDECK_OIDC_ROLE_MAP_FILE)`)
+	fs.StringVar(&sso.roleMapFile, "oidc-role-map-file", "", "file holding the role map JSON")
+	fs.StringVar(&sso.name, "oidc-name", get("FLIGHTDECK_OIDC_NAME", ""), `provider name on the sign-in button, such as Keycloak (FLIGHTDECK_OIDC_NAME, default "single sign-on")`)
+	fs.StringVar(&sso.scopes, "oidc-scopes", get("FLIGHTDECK_OIDC_SCOPES", ""), "scopes asked for, space or comma separated (FLIGHTDECK_OIDC_SCOPES, default openid email profile groups)")
 	interval := get("FLIGHTDECK_ANALYSIS_INTERVAL", "15s")
 	fs.Func("analysis-interval", "how often the engine judges a phase (FLIGHTDECK_ANALYSIS_INTERVAL, default 15s)", func(v string) error {
 		interval = v
@@ -192,6 +270,9 @@ func parseConfigWith(name string, args []string, getenv func(string) string, out
 			return Config{}, fmt.Errorf("invalid public URL %q: want an address such as https://deploy.example.com", c.PublicURL)
 		}
 		c.PublicURL = strings.TrimRight(c.PublicURL, "/")
+	}
+	if c.OIDC, err = parseOIDC(sso, c.PublicURL); err != nil {
+		return Config{}, err
 	}
 	// The value is a secret, so the error describes it without repeating it.
 	if c.AdminPassword != "" {

@@ -125,3 +125,83 @@ func TestDatabasePasswordIsMasked(t *testing.T) {
 		require.Equal(t, want, maskDatabaseURL(in))
 	}
 }
+
+func TestConfigReadsSingleSignOn(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	secret := filepath.Join(dir, "secret")
+	require.NoError(t, os.WriteFile(secret, []byte("0idc-s3cret\n"), 0o600))
+	roles := filepath.Join(dir, "roles.json")
+	require.NoError(t, os.WriteFile(roles, []byte(`{"claim": "groups", "rules": [
+		{"value": "release-managers", "app": "*", "env": "production", "role": "approver"},
+		{"value": "platform-admins", "admin": true}]}`), 0o600))
+	c, err := parseConfig("serve", []string{"--oidc-name", "Keycloak"}, env(map[string]string{
+		"FLIGHTDECK_PUBLIC_URL":              "https://deploy.example.com/",
+		"FLIGHTDECK_OIDC_ISSUER":             "https://sso.example.com/realms/platform",
+		"FLIGHTDECK_OIDC_CLIENT_ID":          "flightdeck",
+		"FLIGHTDECK_OIDC_CLIENT_SECRET_FILE": secret,
+		"FLIGHTDECK_OIDC_ROLE_MAP_FILE":      roles,
+		"FLIGHTDECK_OIDC_SCOPES":             "openid,email profile",
+	}), io.Discard)
+	require.NoError(t, err)
+	require.NotNil(t, c.OIDC)
+	require.Equal(t, "https://sso.example.com/realms/platform", c.OIDC.Issuer)
+	require.Equal(t, "flightdeck", c.OIDC.ClientID)
+	require.Equal(t, "0idc-s3cret", c.OIDC.ClientSecret)
+	require.Equal(t, "https://deploy.example.com/login/oidc/callback", c.OIDC.RedirectURL)
+	require.Equal(t, "Keycloak", c.OIDC.Name)
+	require.Equal(t, []string{"openid", "email", "profile"}, c.OIDC.Scopes)
+	require.Len(t, c.OIDC.RoleMap.Rules, 2)
+
+	var out bytes.Buffer
+	slog.New(slog.NewJSONHandler(&out, nil)).Info("starting flightdeck", slog.Any("config", c))
+	require.Contains(t, out.String(), "issuer https://sso.example.com/realms/platform, client flightdeck, secret set true, 2 role rules on claim groups")
+	require.NotContains(t, out.String(), "0idc-s3cret", "the client secret is masked")
+
+	// Flags and their files work too.
+	c, err = parseConfig("serve", []string{"--public-url", "https://deploy.example.com", "--oidc-issuer", "https://sso.example.com",
+		"--oidc-client-id", "fd", "--oidc-client-secret-file", secret, "--oidc-role-map", `{"rules": []}`}, env(nil), io.Discard)
+	require.NoError(t, err)
+	require.Equal(t, "0idc-s3cret", c.OIDC.ClientSecret)
+	require.Empty(t, c.OIDC.Scopes, "the default scopes are the server's")
+
+	c, err = parseConfig("serve", nil, env(nil), io.Discard)
+	require.NoError(t, err)
+	require.Nil(t, c.OIDC, "single sign-on is off without an issuer")
+}
+
+func TestConfigRejectsBadSingleSignOn(t *testing.T) {
+	t.Parallel()
+	base := map[string]string{
+		"FLIGHTDECK_PUBLIC_URL": "https://deploy.example.com", "FLIGHTDECK_OIDC_ISSUER": "https://sso.example.com",
+		"FLIGHTDECK_OIDC_CLIENT_ID": "fd", "FLIGHTDECK_OIDC_CLIENT_SECRET": "0idc-s3cret",
+	}
+	with := func(k, v string) map[string]string {
+		m := map[string]string{}
+		for bk, bv := range base {
+			m[bk] = bv
+		}
+		m[k] = v
+		return m
+	}
+	for name, tc := range map[string]struct {
+		env  map[string]string
+		want string
+	}{
+		"no issuer":      {map[string]string{"FLIGHTDECK_OIDC_CLIENT_ID": "fd"}, "single sign-on settings are given without an issuer"},
+		"bad issuer":     {with("FLIGHTDECK_OIDC_ISSUER", "sso.example.com"), `invalid OIDC issuer "sso.example.com"`},
+		"no client id":   {with("FLIGHTDECK_OIDC_CLIENT_ID", ""), "set --oidc-client-id"},
+		"no secret":      {with("FLIGHTDECK_OIDC_CLIENT_SECRET", ""), "needs the client secret"},
+		"no public URL":  {with("FLIGHTDECK_PUBLIC_URL", ""), "single sign-on needs --public-url"},
+		"bad role map":   {with("FLIGHTDECK_OIDC_ROLE_MAP", `{"rules": [{"value": "sre", "app": "*", "env": "*", "role": "deploy"}]}`), `FLIGHTDECK_OIDC_ROLE_MAP: role map: rule 1 (value "sre"): unknown role "deploy"`},
+		"role map JSON":  {with("FLIGHTDECK_OIDC_ROLE_MAP", `{"rules": [`), "FLIGHTDECK_OIDC_ROLE_MAP: role map: not valid JSON"},
+		"missing secret": {map[string]string{"FLIGHTDECK_OIDC_ISSUER": "https://sso.example.com", "FLIGHTDECK_OIDC_CLIENT_SECRET_FILE": "/nonexistent/secret"}, "reading FLIGHTDECK_OIDC_CLIENT_SECRET_FILE"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			_, err := parseConfig("serve", nil, env(tc.env), io.Discard)
+			require.ErrorContains(t, err, tc.want)
+			require.NotContains(t, err.Error(), "0idc-s3cret")
+		})
+	}
+}

@@ -94,7 +94,9 @@ func (h *userHandlers) setPassword(c echo.Context) error {
 		return fmt.Errorf("hashing the password of %s: %w", u.Username, err)
 	}
 	ctx := c.Request().Context()
-	if err := h.store.SetPasswordHash(ctx, u.ID, hash); err != nil {
+	if err := h.store.SetPasswordHash(ctx, u.ID, hash); errors.Is(err, store.ErrInvalid) {
+		return refusePage(c, http.StatusConflict, u.Username+" signs in through single sign-on and has no password. Nothing was changed.")
+	} else if err != nil {
 		return fmt.Errorf("setting the password of %s: %w", u.Username, err)
 	}
 	if _, err := h.store.RecordAudit(ctx, auditFrom(c, store.AuditEvent{Actor: m.Actor(), Action: "user.password_set", Detail: u.Username})); err != nil {
