@@ -109,8 +109,9 @@ SELECT version FROM segments WHERE app_id = @app_id AND key = @key;
 SELECT * FROM segments WHERE app_id = @app_id ORDER BY key;
 
 -- name: FlagEventInsert :one
-INSERT INTO flag_events (app_id, flag_id, environment_id, at, actor, type, payload)
-VALUES (@app_id, sqlc.narg('flag_id'), sqlc.narg('environment_id'), @at, @actor, @type, @payload)
+INSERT INTO flag_events (app_id, flag_id, environment_id, at, actor, type, payload, remote_addr, user_agent)
+VALUES (@app_id, sqlc.narg('flag_id'), sqlc.narg('environment_id'), @at, @actor, @type, @payload,
+        sqlc.narg('remote_addr'), sqlc.narg('user_agent'))
 RETURNING *;
 
 -- name: FlagEventList :many

@@ -1,6 +1,6 @@
 -- name: RunEventInsert :one
-INSERT INTO run_events (run_id, at, type, actor, payload)
-VALUES (@run_id, @at, @type, @actor, @payload)
+INSERT INTO run_events (run_id, at, type, actor, payload, remote_addr, user_agent)
+VALUES (@run_id, @at, @type, @actor, @payload, sqlc.narg(remote_addr), sqlc.narg(user_agent))
 RETURNING *;
 
 -- name: RunEventList :many

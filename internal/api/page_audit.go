@@ -17,9 +17,10 @@ import (
 	"github.com/flightdeckhq/flightdeck/web/templates"
 )
 
-// AuditLog is what the audit log page reads.
+// AuditLog is what the audit log page reads, and what its export walks.
 type AuditLog interface {
 	ListAudit(ctx context.Context, f store.AuditFilter) ([]store.AuditEntry, error)
+	AuditExportStore
 }
 
 // auditPageSize is how many entries one page of the audit log shows.
@@ -27,6 +28,13 @@ const auditPageSize = 50
 
 type auditHandlers struct {
 	log AuditLog
+}
+
+// registerAuditPages installs the audit log and its export.
+func registerAuditPages(pages *echo.Group, cfg Config) {
+	h := &auditHandlers{log: cfg.Pages}
+	pages.GET("/audit", h.audit)
+	pages.GET("/audit/export", h.export)
 }
 
 var (
@@ -37,28 +45,36 @@ var (
 	auditUsername = regexp.MustCompile(`^[a-z0-9][a-z0-9._@-]{0,63}$`)
 )
 
-// audit renders one page of the audit log, filtered as asked.
-func (h *auditHandlers) audit(c echo.Context) error {
+// auditPageFields maps the fields of an audit filter to the names of the
+// page's query parameters and form inputs.
+var auditPageFields = map[string]string{"app": "app", "environment": "env", "actor": "user", "from": "from", "to": "to"}
+
+// auditView reads the page's filter from the query and checks it; problems
+// are in the view's Errors, keyed by the page's field names.
+func auditView(c echo.Context) (templates.AuditView, store.AuditFilter) {
 	v := templates.AuditView{
 		App:         strings.TrimSpace(c.QueryParam("app")),
 		Environment: strings.TrimSpace(c.QueryParam("env")),
 		User:        strings.TrimSpace(c.QueryParam("user")),
+		From:        strings.TrimSpace(c.QueryParam("from")),
+		To:          strings.TrimSpace(c.QueryParam("to")),
 		WithEngine:  c.QueryParam("engine") == "1",
 		Errors:      map[string]string{},
 	}
-	if v.App != "" && !auditSlug.MatchString(v.App) {
-		v.Errors["app"] = fmt.Sprintf("%q is not an app slug: use lowercase letters, digits and dashes, such as checkout.", truncate(v.App, 80))
+	filter, errs := auditFilterInput{
+		App: v.App, Environment: v.Environment, Actor: v.User, From: v.From, To: v.To,
+		HideEngine: !v.WithEngine && v.User != "engine",
+	}.check()
+	for field, message := range errs {
+		v.Errors[auditPageFields[field]] = message
 	}
-	if v.Environment != "" && !auditSlug.MatchString(v.Environment) {
-		v.Errors["env"] = fmt.Sprintf("%q is not an environment name: use lowercase letters, digits and dashes, such as production.", truncate(v.Environment, 80))
-	}
-	if v.User != "" && !validAuditActor(v.User) {
-		v.Errors["user"] = fmt.Sprintf("%q is not a username or token: write a username such as rita, or token:name for an API token.", truncate(v.User, 80))
-	}
-	filter := store.AuditFilter{
-		App: v.App, Environment: v.Environment, Actor: v.User,
-		HideEngine: !v.WithEngine && v.User != "engine", Limit: auditPageSize + 1,
-	}
+	return v, filter
+}
+
+// audit renders one page of the audit log, filtered as asked.
+func (h *auditHandlers) audit(c echo.Context) error {
+	v, filter := auditView(c)
+	filter.Limit = auditPageSize + 1
 	if raw := c.QueryParam("before"); raw != "" {
 		before, ok := parseAuditCursor(raw)
 		if !ok {
@@ -66,6 +82,10 @@ func (h *auditHandlers) audit(c echo.Context) error {
 		}
 		filter.Before = &before
 		v.NewestHref = auditHref(v, "")
+	}
+	if m := memberFrom(c); m != nil && m.IsAdmin {
+		v.JSONLinesHref = auditExportHref(v, auditFormatJSONLines)
+		v.CSVHref = auditExportHref(v, auditFormatCSV)
 	}
 	p := pageFor(c, "Audit log", "audit")
 	if len(v.Errors) > 0 {
@@ -84,6 +104,39 @@ func (h *auditHandlers) audit(c echo.Context) error {
 		v.Entries = append(v.Entries, auditRow(e))
 	}
 	return render(c, http.StatusOK, templates.Audit(p, v))
+}
+
+// export downloads the audit log with the page's filter, as JSON lines or
+// CSV. Only admins export: an export is the whole log, with every address
+// and user agent, leaving Flightdeck in a file.
+func (h *auditHandlers) export(c echo.Context) error {
+	m := memberFrom(c)
+	if m == nil || !m.IsAdmin {
+		return refusePage(c, http.StatusForbidden, "Exporting the audit log needs an admin; you can read the log on this page. Nothing was exported.")
+	}
+	v, filter := auditView(c)
+	format := c.QueryParam("format")
+	if format != auditFormatJSONLines && format != auditFormatCSV {
+		return refusePage(c, http.StatusBadRequest, fmt.Sprintf("%q is not an export format: choose JSON lines or CSV. Nothing was exported.", truncate(format, 40)))
+	}
+	if len(v.Errors) > 0 {
+		problems := make([]string, 0, len(v.Errors))
+		for _, field := range []string{"app", "env", "user", "from", "to"} {
+			if message := v.Errors[field]; message != "" {
+				problems = append(problems, message)
+			}
+		}
+		return refusePage(c, http.StatusBadRequest, "The filter cannot be used: "+strings.Join(problems, " ")+" Nothing was exported.")
+	}
+	return streamAudit(c, h.log, filter, format)
+}
+
+// auditExportHref is the address that downloads the log with the view's
+// filter in format.
+func auditExportHref(v templates.AuditView, format string) string {
+	q := auditQuery(v, "")
+	q.Set("format", format)
+	return "/audit/export?" + q.Encode()
 }
 
 // validAuditActor reports whether s can be who did something: a username,
@@ -106,8 +159,18 @@ func validAuditActor(s string) bool {
 // auditHref is the audit log's address with the view's filter and, when
 // given, the cursor to continue from.
 func auditHref(v templates.AuditView, cursor string) string {
+	q := auditQuery(v, cursor)
+	if len(q) == 0 {
+		return "/audit"
+	}
+	return "/audit?" + q.Encode()
+}
+
+// auditQuery is the view's filter and, when given, cursor as query
+// parameters.
+func auditQuery(v templates.AuditView, cursor string) url.Values {
 	q := url.Values{}
-	for k, val := range map[string]string{"app": v.App, "env": v.Environment, "user": v.User, "before": cursor} {
+	for k, val := range map[string]string{"app": v.App, "env": v.Environment, "user": v.User, "from": v.From, "to": v.To, "before": cursor} {
 		if val != "" {
 			q.Set(k, val)
 		}
@@ -115,10 +178,7 @@ func auditHref(v templates.AuditView, cursor string) string {
 	if v.WithEngine {
 		q.Set("engine", "1")
 	}
-	if len(q) == 0 {
-		return "/audit"
-	}
-	return "/audit?" + q.Encode()
+	return q
 }
 
 // formatAuditCursor writes where a page ended: the kind, id and time (in
@@ -149,7 +209,7 @@ func auditRow(e store.AuditEntry) templates.AuditRow {
 	r := templates.AuditRow{
 		Kind: e.Kind, ID: e.ID, At: e.At, Actor: e.Actor, Action: e.Action, App: e.App,
 		Environment: e.Environment, RunID: e.RunID, Detail: e.Detail, RemoteAddr: e.RemoteAddr,
-		Words: auditWords(e.Kind, e.Action),
+		UserAgent: e.UserAgent, Words: auditWords(e.Kind, e.Action),
 	}
 	return r
 }

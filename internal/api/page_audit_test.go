@@ -80,7 +80,7 @@ func TestAuditLogFiltersByAppEnvironmentAndUser(t *testing.T) {
 	require.Equal(t, "sam", attr(res.byTestID("audit-user"), "value"))
 	ids, rows := auditRows(res)
 	require.Equal(t, []string{"sam | role granted | search/production", "sam | environment updated | checkout/staging"}, rows)
-	require.Equal(t, "10.0.0.7", res.text(ids[1]+"-from"), "where it came from is shown")
+	require.Equal(t, "10.0.0.7", res.text(ids[1]+"-addr"), "where it came from is shown")
 	require.Contains(t, res.text(ids[1]+"-detail"), "failure_policy: rollback → pause")
 
 	res = rita.get("/audit?user=token:ci")

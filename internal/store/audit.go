@@ -59,7 +59,10 @@ type AuditEntry struct {
 	Environment string
 	RunID       int64
 	Detail      string
-	RemoteAddr  string
+	// RemoteAddr and UserAgent say where the change came from; empty for
+	// the engine's own steps and for events recorded before origins were.
+	RemoteAddr string
+	UserAgent  string
 }
 
 // AuditFilter selects audit log entries; empty fields match everything.
@@ -71,8 +74,12 @@ type AuditFilter struct {
 	// HideEngine leaves out the engine's own steps, so that what people
 	// and tokens did stands out.
 	HideEngine bool
-	Before     *AuditEntry
-	Limit      int
+	// From and To, when not zero, keep entries at or after From and
+	// before To.
+	From   time.Time
+	To     time.Time
+	Before *AuditEntry
+	Limit  int
 }
 
 // ListAudit returns audit log entries newest first.
@@ -80,6 +87,12 @@ func (s *Store) ListAudit(ctx context.Context, f AuditFilter) ([]AuditEntry, err
 	p := sqlcdb.AuditListParams{
 		App: f.App, Environment: f.Environment, Actor: f.Actor, HideEngine: f.HideEngine,
 		FirstPage: f.Before == nil, MaxRows: int32(f.Limit),
+	}
+	if !f.From.IsZero() {
+		p.FromAt = &f.From
+	}
+	if !f.To.IsZero() {
+		p.ToAt = &f.To
 	}
 	if f.Before != nil {
 		p.BeforeAt, p.BeforeKind, p.BeforeID = f.Before.At, f.Before.Kind, f.Before.ID
@@ -92,10 +105,38 @@ func (s *Store) ListAudit(ctx context.Context, f AuditFilter) ([]AuditEntry, err
 		e := AuditEntry{
 			Kind: r.Kind, ID: r.ID, At: r.At, Actor: r.Actor, Action: r.Action, App: r.App,
 			Environment: r.Environment, RunID: r.RunID, Detail: r.Detail, RemoteAddr: r.RemoteAddr,
+			UserAgent: r.UserAgent,
 		}
 		if r.Kind == AuditKindFlag {
 			e.Detail = DescribeFlagEvent(FlagEvent{ID: r.ID, Type: r.Action, Payload: r.FlagPayload}, r.FlagKey, r.FlagDefaultVariant)
 		}
 		return e
 	}), nil
+}
+
+// auditBatch is how many entries EachAudit reads per query.
+const auditBatch = 500
+
+// EachAudit calls fn with every audit log entry f selects, newest first,
+// reading the log in batches so that an export of any length holds only
+// one batch in memory. f.Before and f.Limit are ignored. An error from fn
+// stops the walk and is returned.
+func (s *Store) EachAudit(ctx context.Context, f AuditFilter, fn func(AuditEntry) error) error {
+	f.Before, f.Limit = nil, auditBatch
+	for {
+		entries, err := s.ListAudit(ctx, f)
+		if err != nil {
+			return err
+		}
+		for _, e := range entries {
+			if err := fn(e); err != nil {
+				return err
+			}
+		}
+		if len(entries) < auditBatch {
+			return nil
+		}
+		last := entries[len(entries)-1]
+		f.Before = &last
+	}
 }

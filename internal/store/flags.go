@@ -182,9 +182,11 @@ func (s *Store) appendFlagEvent(ctx context.Context, ev FlagEvent, payload any) 
 	if err != nil {
 		return fmt.Errorf("encoding %s event payload: %w", ev.Type, err)
 	}
+	actor := cmp.Or(ev.Actor, "system")
+	addr, userAgent := originColumns(ctx, actor)
 	_, err = s.q.FlagEventInsert(ctx, sqlcdb.FlagEventInsertParams{
 		AppID: ev.AppID, FlagID: optionalID(ev.FlagID), EnvironmentID: optionalID(ev.EnvironmentID),
-		At: s.Now(), Actor: cmp.Or(ev.Actor, "system"), Type: ev.Type, Payload: b,
+		At: s.Now(), Actor: actor, Type: ev.Type, Payload: b, RemoteAddr: addr, UserAgent: userAgent,
 	})
 	if err != nil {
 		return mapError(err)

@@ -39,8 +39,11 @@ func (s *Store) appendEvent(ctx context.Context, runID int64, ev Event) (RunEven
 		}
 		payload = b
 	}
+	actor := cmp.Or(ev.Actor, "system")
+	addr, userAgent := originColumns(ctx, actor)
 	row, err := s.q.RunEventInsert(ctx, sqlcdb.RunEventInsertParams{
-		RunID: runID, At: s.Now(), Type: ev.Type, Actor: cmp.Or(ev.Actor, "system"), Payload: payload,
+		RunID: runID, At: s.Now(), Type: ev.Type, Actor: actor, Payload: payload,
+		RemoteAddr: addr, UserAgent: userAgent,
 	})
 	if err != nil {
 		return RunEvent{}, mapError(err)

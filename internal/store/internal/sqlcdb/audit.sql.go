@@ -58,18 +58,20 @@ func (q *Queries) AuditInsert(ctx context.Context, arg AuditInsertParams) (Audit
 }
 
 const auditList = `-- name: AuditList :many
-SELECT at, kind, id, actor, action, app, environment, run_id, detail, remote_addr, flag_payload, flag_key, flag_default_variant FROM (
+SELECT at, kind, id, actor, action, app, environment, run_id, detail, remote_addr, user_agent, flag_payload, flag_key, flag_default_variant FROM (
     SELECT a.at, 'audit'::text AS kind, a.id, a.actor, a.action, a.app, a.environment,
-           coalesce(a.run_id, 0)::bigint AS run_id, a.detail, a.remote_addr,
+           coalesce(a.run_id, 0)::bigint AS run_id, a.detail, a.remote_addr, a.user_agent,
            NULL::jsonb AS flag_payload, ''::text AS flag_key, ''::text AS flag_default_variant
     FROM audit_events a
     WHERE ($1::text = '' OR a.app = $1)
       AND ($2::text = '' OR a.environment = $2)
       AND ($3::text = '' OR a.actor = $3)
+      AND ($4::timestamptz IS NULL OR a.at >= $4)
+      AND ($5::timestamptz IS NULL OR a.at < $5)
     UNION ALL
     SELECT e.at, 'run'::text AS kind, e.id, e.actor, e.type AS action, ap.slug AS app, en.name AS environment,
            e.run_id, coalesce(e.payload ->> 'reason', e.payload ->> 'comment', e.payload ->> 'explanation', '') AS detail,
-           ''::text AS remote_addr,
+           coalesce(e.remote_addr, '')::text AS remote_addr, coalesce(e.user_agent, '')::text AS user_agent,
            NULL::jsonb AS flag_payload, ''::text AS flag_key, ''::text AS flag_default_variant
     FROM run_events e
     JOIN runs r ON r.id = e.run_id
@@ -78,11 +80,13 @@ SELECT at, kind, id, actor, action, app, environment, run_id, detail, remote_add
     WHERE ($1::text = '' OR ap.slug = $1)
       AND ($2::text = '' OR en.name = $2)
       AND ($3::text = '' OR e.actor = $3)
-      AND NOT ($4::boolean AND e.actor = 'engine')
+      AND NOT ($6::boolean AND e.actor = 'engine')
+      AND ($4::timestamptz IS NULL OR e.at >= $4)
+      AND ($5::timestamptz IS NULL OR e.at < $5)
     UNION ALL
     SELECT fe.at, 'flag'::text AS kind, fe.id, fe.actor, fe.type AS action, ap.slug AS app,
            coalesce(fen.name, '')::text AS environment, 0::bigint AS run_id, ''::text AS detail,
-           ''::text AS remote_addr,
+           coalesce(fe.remote_addr, '')::text AS remote_addr, coalesce(fe.user_agent, '')::text AS user_agent,
            fe.payload AS flag_payload, coalesce(f.key, '')::text AS flag_key,
            coalesce(f.definition ->> 'default_variant', '')::text AS flag_default_variant
     FROM flag_events fe
@@ -92,18 +96,22 @@ SELECT at, kind, id, actor, action, app, environment, run_id, detail, remote_add
     WHERE ($1::text = '' OR ap.slug = $1)
       AND ($2::text = '' OR fen.name = $2)
       AND ($3::text = '' OR fe.actor = $3)
-      AND NOT ($4::boolean AND fe.actor = 'engine')
+      AND NOT ($6::boolean AND fe.actor = 'engine')
+      AND ($4::timestamptz IS NULL OR fe.at >= $4)
+      AND ($5::timestamptz IS NULL OR fe.at < $5)
 ) entries
-WHERE $5::boolean
-   OR (entries.at, entries.kind, entries.id) < ($6::timestamptz, $7::text, $8::bigint)
+WHERE $7::boolean
+   OR (entries.at, entries.kind, entries.id) < ($8::timestamptz, $9::text, $10::bigint)
 ORDER BY entries.at DESC, entries.kind DESC, entries.id DESC
-LIMIT $9
+LIMIT $11
 `
 
 type AuditListParams struct {
 	App         string
 	Environment string
 	Actor       string
+	FromAt      *time.Time
+	ToAt        *time.Time
 	HideEngine  bool
 	FirstPage   bool
 	BeforeAt    time.Time
@@ -123,6 +131,7 @@ type AuditListRow struct {
 	RunID              int64
 	Detail             string
 	RemoteAddr         string
+	UserAgent          string
 	FlagPayload        json.RawMessage
 	FlagKey            string
 	FlagDefaultVariant string
@@ -130,14 +139,19 @@ type AuditListRow struct {
 
 // The audit log: changes outside runs, every run event and every flag
 // and segment change, newest first, filtered by app, environment and actor
-// when those are not empty. The cursor is (at, kind, id) of the last entry
+// when those are not empty, and by time when from_at (inclusive) or to_at
+// (exclusive) are given. The cursor is (at, kind, id) of the last entry
 // of the previous page: ids are unique only within a kind. Flag events
-// carry their payload and flag so that the store can describe them.
+// carry their payload and flag so that the store can describe them. Run
+// and flag events caused by the engine, or written before their origin was
+// recorded, have no address or user agent.
 func (q *Queries) AuditList(ctx context.Context, arg AuditListParams) ([]AuditListRow, error) {
 	rows, err := q.db.Query(ctx, auditList,
 		arg.App,
 		arg.Environment,
 		arg.Actor,
+		arg.FromAt,
+		arg.ToAt,
 		arg.HideEngine,
 		arg.FirstPage,
 		arg.BeforeAt,
@@ -163,6 +177,7 @@ func (q *Queries) AuditList(ctx context.Context, arg AuditListParams) ([]AuditLi
 			&i.RunID,
 			&i.Detail,
 			&i.RemoteAddr,
+			&i.UserAgent,
 			&i.FlagPayload,
 			&i.FlagKey,
 			&i.FlagDefaultVariant,

@@ -12,9 +12,10 @@ import (
 )
 
 const flagEventInsert = `-- name: FlagEventInsert :one
-INSERT INTO flag_events (app_id, flag_id, environment_id, at, actor, type, payload)
-VALUES ($1, $2, $3, $4, $5, $6, $7)
-RETURNING id, app_id, flag_id, environment_id, at, actor, type, payload
+INSERT INTO flag_events (app_id, flag_id, environment_id, at, actor, type, payload, remote_addr, user_agent)
+VALUES ($1, $2, $3, $4, $5, $6, $7,
+        $8, $9)
+RETURNING id, app_id, flag_id, environment_id, at, actor, type, payload, remote_addr, user_agent
 `
 
 type FlagEventInsertParams struct {
@@ -25,6 +26,8 @@ type FlagEventInsertParams struct {
 	Actor         string
 	Type          string
 	Payload       json.RawMessage
+	RemoteAddr    *string
+	UserAgent     *string
 }
 
 func (q *Queries) FlagEventInsert(ctx context.Context, arg FlagEventInsertParams) (FlagEvent, error) {
@@ -36,6 +39,8 @@ func (q *Queries) FlagEventInsert(ctx context.Context, arg FlagEventInsertParams
 		arg.Actor,
 		arg.Type,
 		arg.Payload,
+		arg.RemoteAddr,
+		arg.UserAgent,
 	)
 	var i FlagEvent
 	err := row.Scan(
@@ -47,12 +52,14 @@ func (q *Queries) FlagEventInsert(ctx context.Context, arg FlagEventInsertParams
 		&i.Actor,
 		&i.Type,
 		&i.Payload,
+		&i.RemoteAddr,
+		&i.UserAgent,
 	)
 	return i, err
 }
 
 const flagEventList = `-- name: FlagEventList :many
-SELECT id, app_id, flag_id, environment_id, at, actor, type, payload FROM flag_events
+SELECT id, app_id, flag_id, environment_id, at, actor, type, payload, remote_addr, user_agent FROM flag_events
 WHERE flag_id = $1 AND id > $2
 ORDER BY id
 LIMIT $3
@@ -82,6 +89,8 @@ func (q *Queries) FlagEventList(ctx context.Context, arg FlagEventListParams) ([
 			&i.Actor,
 			&i.Type,
 			&i.Payload,
+			&i.RemoteAddr,
+			&i.UserAgent,
 		); err != nil {
 			return nil, err
 		}
@@ -94,7 +103,7 @@ func (q *Queries) FlagEventList(ctx context.Context, arg FlagEventListParams) ([
 }
 
 const flagEventListBefore = `-- name: FlagEventListBefore :many
-SELECT id, app_id, flag_id, environment_id, at, actor, type, payload FROM flag_events
+SELECT id, app_id, flag_id, environment_id, at, actor, type, payload, remote_addr, user_agent FROM flag_events
 WHERE flag_id = $1 AND id < $2
 ORDER BY id DESC
 LIMIT $3
@@ -126,6 +135,8 @@ func (q *Queries) FlagEventListBefore(ctx context.Context, arg FlagEventListBefo
 			&i.Actor,
 			&i.Type,
 			&i.Payload,
+			&i.RemoteAddr,
+			&i.UserAgent,
 		); err != nil {
 			return nil, err
 		}
@@ -138,7 +149,7 @@ func (q *Queries) FlagEventListBefore(ctx context.Context, arg FlagEventListBefo
 }
 
 const flagEventListByEnvironment = `-- name: FlagEventListByEnvironment :many
-SELECT fe.id, fe.app_id, fe.flag_id, fe.environment_id, fe.at, fe.actor, fe.type, fe.payload, f.key AS flag_key,
+SELECT fe.id, fe.app_id, fe.flag_id, fe.environment_id, fe.at, fe.actor, fe.type, fe.payload, fe.remote_addr, fe.user_agent, f.key AS flag_key,
        coalesce(f.definition ->> 'default_variant', '')::text AS flag_default_variant
 FROM flag_events fe
 JOIN flags f ON f.id = fe.flag_id
@@ -183,6 +194,8 @@ func (q *Queries) FlagEventListByEnvironment(ctx context.Context, arg FlagEventL
 			&i.FlagEvent.Actor,
 			&i.FlagEvent.Type,
 			&i.FlagEvent.Payload,
+			&i.FlagEvent.RemoteAddr,
+			&i.FlagEvent.UserAgent,
 			&i.FlagKey,
 			&i.FlagDefaultVariant,
 		); err != nil {

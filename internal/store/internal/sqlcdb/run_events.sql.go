@@ -12,17 +12,19 @@ import (
 )
 
 const runEventInsert = `-- name: RunEventInsert :one
-INSERT INTO run_events (run_id, at, type, actor, payload)
-VALUES ($1, $2, $3, $4, $5)
-RETURNING id, run_id, at, type, actor, payload
+INSERT INTO run_events (run_id, at, type, actor, payload, remote_addr, user_agent)
+VALUES ($1, $2, $3, $4, $5, $6, $7)
+RETURNING id, run_id, at, type, actor, payload, remote_addr, user_agent
 `
 
 type RunEventInsertParams struct {
-	RunID   int64
-	At      time.Time
-	Type    string
-	Actor   string
-	Payload json.RawMessage
+	RunID      int64
+	At         time.Time
+	Type       string
+	Actor      string
+	Payload    json.RawMessage
+	RemoteAddr *string
+	UserAgent  *string
 }
 
 func (q *Queries) RunEventInsert(ctx context.Context, arg RunEventInsertParams) (RunEvent, error) {
@@ -32,6 +34,8 @@ func (q *Queries) RunEventInsert(ctx context.Context, arg RunEventInsertParams) 
 		arg.Type,
 		arg.Actor,
 		arg.Payload,
+		arg.RemoteAddr,
+		arg.UserAgent,
 	)
 	var i RunEvent
 	err := row.Scan(
@@ -41,12 +45,14 @@ func (q *Queries) RunEventInsert(ctx context.Context, arg RunEventInsertParams) 
 		&i.Type,
 		&i.Actor,
 		&i.Payload,
+		&i.RemoteAddr,
+		&i.UserAgent,
 	)
 	return i, err
 }
 
 const runEventList = `-- name: RunEventList :many
-SELECT id, run_id, at, type, actor, payload FROM run_events
+SELECT id, run_id, at, type, actor, payload, remote_addr, user_agent FROM run_events
 WHERE run_id = $1 AND id > $2
 ORDER BY id
 LIMIT $3
@@ -74,6 +80,8 @@ func (q *Queries) RunEventList(ctx context.Context, arg RunEventListParams) ([]R
 			&i.Type,
 			&i.Actor,
 			&i.Payload,
+			&i.RemoteAddr,
+			&i.UserAgent,
 		); err != nil {
 			return nil, err
 		}
