@@ -53,6 +53,9 @@ Usage:
   deployctl envs --app APP
   deployctl flags list|get|create|set|kill|eval|history ...
                  feature flags; deployctl flags --help for their arguments
+  deployctl halt --reason TEXT | halt lift | halt status
+                 stop the line (pause every active run, hold new ones),
+                 restart it, or show whether it is stopped
 
 Every command takes:
   --url URL      Flightdeck's address (FLIGHTDECK_URL)
@@ -143,6 +146,7 @@ var commands = map[string]command{
 	"apps":     (*cli).apps,
 	"envs":     (*cli).envs,
 	"flags":    (*cli).flags,
+	"halt":     (*cli).halt,
 }
 
 // run executes the command line and returns the exit code.

@@ -24,6 +24,8 @@ func (e *Engine) step(ctx context.Context, run store.Run) error {
 		return e.advance(ctx, run)
 	case store.RunRollingBack:
 		return e.rollBack(ctx, run)
+	case store.RunPaused:
+		return e.stepPaused(ctx, run)
 	default:
 		// Paused and terminal runs have nothing to do; a due time left on a
 		// paused run is cleared so it is not claimed again.
@@ -96,6 +98,10 @@ func (e *Engine) startRun(ctx context.Context, run store.Run) error {
 	planJSON, err := json.Marshal(p)
 	if err != nil {
 		return fmt.Errorf("encoding plan: %w", err)
+	}
+	// Outside the deploy windows, during a freeze or a halt, the run waits.
+	if held, err := e.waitForGate(ctx, run, rc.env, now); held || err != nil {
+		return err
 	}
 	// First come, first served: an older queued run starts first.
 	older, err := e.store.HasOlderPending(ctx, run.EnvironmentID, run.ID)
@@ -350,6 +356,13 @@ func (e *Engine) advance(ctx context.Context, run store.Run) error {
 		return e.commit(ctx, run, analysisEvent("phase.awaiting_approval"), withDecision(func(tx *store.Store) error {
 			return tx.SetRunPhaseStatus(ctx, run.ID, run.PhaseIndex, store.PhaseAwaitingApproval, nil, nil)
 		}))
+	}
+	// The next phase may not start outside the deploy windows, during a
+	// freeze or a halt: the run pauses here (see governance.go).
+	if run.PhaseIndex < len(rc.plan.Phases)-1 {
+		if paused, err := e.pauseAtPhaseEnd(ctx, run, rc, withDecision(nil)); paused || err != nil {
+			return err
+		}
 	}
 	return e.completePhase(ctx, run, rc, analysisEvent, withDecision)
 }

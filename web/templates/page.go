@@ -32,7 +32,9 @@ var navItems = []navItem{
 	{Key: "approvals", Label: "Approvals", Href: "/approvals"},
 	{Key: "advisor", Label: "Strategy advisor", Href: "/advisor"},
 	{Key: "audit", Label: "Audit log", Href: "/audit"},
+	{Key: "halt", Label: "Stop the line", Href: "/halt"},
 	{Key: "users", Label: "Users", Href: "/users", AdminOnly: true},
+	{Key: "notifications", Label: "Notifications", Href: "/notifications", AdminOnly: true},
 }
 
 func visibleNav(m *auth.Member) []navItem {
