@@ -285,6 +285,9 @@ func (h *environmentHandlers) rollback(c echo.Context) error {
 	if vErr, ok := errors.AsType[*plan.ValidationError](err); ok {
 		return refusePage(c, http.StatusConflict, fmt.Sprintf("Flightdeck cannot roll back %s to %s: %s. Nothing was changed.", where, to, vErr.Error()))
 	}
+	if block, ok := errors.AsType[*store.SchemaBlock](err); ok {
+		return refusePage(c, http.StatusConflict, fmt.Sprintf("Flightdeck cannot roll back %s to %s: %s. Nothing was changed.", where, to, block.Message))
+	}
 	if err != nil {
 		return fmt.Errorf("rolling back %s: %w", where, err)
 	}
