@@ -54,6 +54,7 @@ import (
 	"github.com/flightdeckhq/flightdeck/internal/flags/cache"
 	"github.com/flightdeckhq/flightdeck/internal/flags/rollout"
 	"github.com/flightdeckhq/flightdeck/internal/live"
+	"github.com/flightdeckhq/flightdeck/internal/notify"
 	"github.com/flightdeckhq/flightdeck/internal/pgcluster"
 	"github.com/flightdeckhq/flightdeck/internal/store"
 )
@@ -176,6 +177,15 @@ func serve(ctx context.Context, cfg Config, db *database, logger *slog.Logger, a
 		defer stopDemo()
 	}
 
+	// Outgoing notifications: run and flag events to subscribed webhooks,
+	// Slack and Teams, signed and retried; each event is sent once across
+	// replicas.
+	notifications := notify.New(st, notify.Config{PublicURL: cfg.PublicURL, Logger: logger})
+	if err := notifications.Start(ctx); err != nil {
+		return fmt.Errorf("starting notifications: %w", err)
+	}
+	defer notifications.Stop()
+
 	// Approval gates nobody answered within their environment's timeout are
 	// rejected or escalated.
 	approvalTimeouts := engine.NewApprovalTimeouts(eng, time.Minute)
@@ -235,6 +245,7 @@ func serve(ctx context.Context, cfg Config, db *database, logger *slog.Logger, a
 		Sessions: api.NewSessionManager(sessionStore, secureCookies(cfg.PublicURL)), Members: st, Pages: st,
 		SecureCookies: secureCookies(cfg.PublicURL), Live: hub, Flags: flagCache,
 		ApprovalLinks: api.NewApprovalLinks(linkKey, cfg.PublicURL, nil),
+		OIDC:          cfg.OIDC,
 	})
 
 	ln, err := net.Listen("tcp", cfg.Addr)

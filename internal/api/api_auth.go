@@ -48,9 +48,15 @@ func scopeFor(c echo.Context) auth.Scope {
 	switch {
 	case c.Path() == metricsRoute || c.Path() == flagRolloutMetricsRoute:
 		return auth.ScopeMetrics
+	case c.Path() == auditExportRoute:
+		// The audit log shows what everybody did and from where.
+		return auth.ScopeAdmin
 	case c.Request().Method == http.MethodGet || c.Request().Method == http.MethodHead:
 		return auth.ScopeRead
 	case c.Path() == runActionRoute && (c.Param("action") == "approve" || c.Param("action") == "reject"):
+		return auth.ScopeApprove
+	case c.Path() == haltRoute || c.Path() == haltLiftRoute:
+		// Stopping and restarting the line is an approver's call.
 		return auth.ScopeApprove
 	case c.Path() == runActionRoute || c.Path() == createRunRoute || c.Path() == driverStatusRoute:
 		// A deploy system reporting that it applied a phase acts on the
@@ -59,6 +65,10 @@ func scopeFor(c echo.Context) auth.Scope {
 	case c.Path() == flagEvaluateRoute:
 		// Asking what a user would get from a flag changes nothing.
 		return auth.ScopeRead
+	case isSchemaWriteRoute(c.Path()):
+		// Recording schema phases and what versions need is part of
+		// deploying them.
+		return auth.ScopeDeploy
 	case isFlagWriteRoute(c.Path()):
 		// Flags are released by the people who deploy.
 		return auth.ScopeDeploy

@@ -18,6 +18,8 @@ type PageStore interface {
 	AuditLog
 	RunPageStore
 	FlagPages
+	GovernancePages
+	NotificationPages
 }
 
 // registerPages installs sessions, form tokens and every page. Every page
@@ -42,6 +44,7 @@ func registerPages(e *echo.Echo, cfg Config) {
 	e.GET("/login", login.showLogin)
 	e.POST("/login", login.login)
 	e.POST("/logout", login.logout, requireMember)
+	registerOIDC(e, cfg)
 
 	pages := e.Group("", requireMember)
 	home := &homeHandlers{catalog: cfg.Pages}
@@ -63,6 +66,7 @@ func registerPages(e *echo.Echo, cfg Config) {
 	pages.GET("/live", liveView.live)
 	pages.POST("/live/runs/:id/abort", liveView.abort)
 	pages.POST("/live/runs/:id/rollback", liveView.rollback)
-	auditLog := &auditHandlers{log: cfg.Pages}
-	pages.GET("/audit", auditLog.audit)
+	registerAuditPages(pages, cfg)
+	registerGovernancePages(pages, cfg)
+	registerNotificationPages(pages, cfg)
 }

@@ -18,6 +18,10 @@ type ResourceStore interface {
 	FlagStore
 	FlagRolloutStore
 	ApprovalPolicyStore
+	GovernanceStore
+	SchemaChangeStore
+	AuditExportStore
+	NotificationStore
 	CreateApp(ctx context.Context, a store.NewApp) (store.App, error)
 	App(ctx context.Context, slug string) (store.App, error)
 	ListApps(ctx context.Context, afterSlug string, limit int) ([]store.App, error)

@@ -16,8 +16,10 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/flightdeckhq/flightdeck/internal/api/apigen"
+	"github.com/flightdeckhq/flightdeck/internal/auth"
 	"github.com/flightdeckhq/flightdeck/internal/engine"
 	"github.com/flightdeckhq/flightdeck/internal/engine/plan"
+	"github.com/flightdeckhq/flightdeck/internal/governance"
 	"github.com/flightdeckhq/flightdeck/internal/store"
 )
 
@@ -96,12 +98,29 @@ func (h *restHandlers) createRun(c echo.Context, slug, name string, params apige
 		}
 		n.Reason = reason
 	}
-	if err := o.finish("version", "strategy", "params", "reason"); err != nil {
+	if raw, ok := o.object("schema_override"); ok {
+		var so struct {
+			Reason string `json:"reason"`
+		}
+		if err := json.Unmarshal(raw, &so); err != nil || strings.TrimSpace(so.Reason) == "" {
+			o.add("schema_override.reason", "say why deploying past the schema changes is safe; an override needs a reason")
+		}
+		n.SchemaOverride = so.Reason
+	}
+	readRunOverride(o, &n)
+	if err := o.finish("version", "strategy", "params", "reason", "schema_override"); err != nil {
 		return err
 	}
 	p, ok := PrincipalFrom(c)
 	if !ok {
 		return unauthorized(c, "", "This endpoint needs an API token.")
+	}
+	if err := requireOverrideScope(p, n); err != nil {
+		return err
+	}
+	if n.SchemaOverride != "" && !p.Allows(auth.ScopeAdmin) {
+		return echo.NewHTTPError(http.StatusForbidden, fmt.Sprintf(
+			"The token %q may deploy, but overriding the schema changes needs the admin scope. Nothing was changed.", p.Name))
 	}
 	app, env, err := h.environment(c, slug, name)
 	if err != nil {
@@ -117,8 +136,20 @@ func (h *restHandlers) createRun(c echo.Context, slug, name string, params apige
 	if vErr, ok := errors.AsType[*plan.ValidationError](err); ok {
 		return validationFailed(runRequestFields(vErr.Errors))
 	}
+	if block, ok := errors.AsType[*store.SchemaBlock](err); ok {
+		return conflict(nil, "%s; nothing was started", block.Message)
+	}
+	if closed, ok := errors.AsType[*governance.ClosedError](err); ok {
+		return conflict(nil, "%s; nothing was started", closed.Message)
+	}
 	if err != nil {
 		return fmt.Errorf("creating a run of %s in %s: %w", slug, name, err)
+	}
+	if created && n.Override != "" {
+		if err := h.audit(c, store.AuditEvent{Action: "run.override", App: slug, Environment: name, RunID: run.ID,
+			Detail: "deploy windows and freezes overridden: " + n.Override}); err != nil {
+			return err
+		}
 	}
 	body, err := h.runBody(ctx, run, app, env)
 	if err != nil {
@@ -340,6 +371,9 @@ func (h *restHandlers) actOnRun(c echo.Context, id int64, action engine.Action) 
 			return rerr
 		}
 		return conflict(body, "cannot %s run %d while it is %s: %s", action, id, aErr.State, aErr.Detail)
+	}
+	if block, ok := errors.AsType[*store.SchemaBlock](err); ok {
+		return conflict(nil, "cannot %s run %d: %s; nothing was changed", action, id, block.Message)
 	}
 	if vErr, ok := errors.AsType[*plan.ValidationError](err); ok {
 		return validationFailed(runRequestFields(vErr.Errors))

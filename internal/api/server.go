@@ -69,6 +69,9 @@ type Config struct {
 	// ApprovalLinks signs links to approvals for chat messages; nil leaves
 	// the links out.
 	ApprovalLinks *ApprovalLinks
+	// OIDC, when set, offers single sign-on on the sign-in page; Members
+	// must then also implement OIDCStore (*store.Store does).
+	OIDC *OIDCConfig
 }
 
 // New returns the HTTP handler with every route and middleware installed.
@@ -81,6 +84,7 @@ func New(cfg Config) *echo.Echo {
 	metrics := newHTTPMetrics(cfg.Registerer)
 	e.Use(middleware.RequestID())
 	e.Use(middleware.Recover())
+	e.Use(recordOrigin)
 	e.Use(requestLogger(cfg.Logger))
 	e.Use(metrics.middleware())
 	if cfg.Tokens != nil {

@@ -79,6 +79,48 @@ func (e CohortMatchKind) Valid() bool {
 	}
 }
 
+// Defines values for CreateNotificationSubscriptionRequestFormat.
+const (
+	CreateNotificationSubscriptionRequestFormatJson  CreateNotificationSubscriptionRequestFormat = "json"
+	CreateNotificationSubscriptionRequestFormatSlack CreateNotificationSubscriptionRequestFormat = "slack"
+	CreateNotificationSubscriptionRequestFormatTeams CreateNotificationSubscriptionRequestFormat = "teams"
+)
+
+// Valid indicates whether the value is a known member of the CreateNotificationSubscriptionRequestFormat enum.
+func (e CreateNotificationSubscriptionRequestFormat) Valid() bool {
+	switch e {
+	case CreateNotificationSubscriptionRequestFormatJson:
+		return true
+	case CreateNotificationSubscriptionRequestFormatSlack:
+		return true
+	case CreateNotificationSubscriptionRequestFormatTeams:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for CreatedNotificationSubscriptionFormat.
+const (
+	CreatedNotificationSubscriptionFormatJson  CreatedNotificationSubscriptionFormat = "json"
+	CreatedNotificationSubscriptionFormatSlack CreatedNotificationSubscriptionFormat = "slack"
+	CreatedNotificationSubscriptionFormatTeams CreatedNotificationSubscriptionFormat = "teams"
+)
+
+// Valid indicates whether the value is a known member of the CreatedNotificationSubscriptionFormat enum.
+func (e CreatedNotificationSubscriptionFormat) Valid() bool {
+	switch e {
+	case CreatedNotificationSubscriptionFormatJson:
+		return true
+	case CreatedNotificationSubscriptionFormatSlack:
+		return true
+	case CreatedNotificationSubscriptionFormatTeams:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for DecisionVerdict.
 const (
 	DecisionVerdictContinue      DecisionVerdict = "continue"
@@ -127,6 +169,57 @@ func (e DecisionSummaryVerdict) Valid() bool {
 	case DecisionSummaryVerdictRollback:
 		return true
 	case DecisionSummaryVerdictWarmingUp:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for DeployWindowDays.
+const (
+	Fri DeployWindowDays = "fri"
+	Mon DeployWindowDays = "mon"
+	Sat DeployWindowDays = "sat"
+	Sun DeployWindowDays = "sun"
+	Thu DeployWindowDays = "thu"
+	Tue DeployWindowDays = "tue"
+	Wed DeployWindowDays = "wed"
+)
+
+// Valid indicates whether the value is a known member of the DeployWindowDays enum.
+func (e DeployWindowDays) Valid() bool {
+	switch e {
+	case Fri:
+		return true
+	case Mon:
+		return true
+	case Sat:
+		return true
+	case Sun:
+		return true
+	case Thu:
+		return true
+	case Tue:
+		return true
+	case Wed:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for DeployWindowsOutside.
+const (
+	Refuse DeployWindowsOutside = "refuse"
+	Wait   DeployWindowsOutside = "wait"
+)
+
+// Valid indicates whether the value is a known member of the DeployWindowsOutside enum.
+func (e DeployWindowsOutside) Valid() bool {
+	switch e {
+	case Refuse:
+		return true
+	case Wait:
 		return true
 	default:
 		return false
@@ -352,6 +445,48 @@ func (e NginxDriverConfigType) Valid() bool {
 	}
 }
 
+// Defines values for NotificationDeliveryStatus.
+const (
+	NotificationDeliveryStatusDelivered NotificationDeliveryStatus = "delivered"
+	NotificationDeliveryStatusFailed    NotificationDeliveryStatus = "failed"
+	NotificationDeliveryStatusPending   NotificationDeliveryStatus = "pending"
+)
+
+// Valid indicates whether the value is a known member of the NotificationDeliveryStatus enum.
+func (e NotificationDeliveryStatus) Valid() bool {
+	switch e {
+	case NotificationDeliveryStatusDelivered:
+		return true
+	case NotificationDeliveryStatusFailed:
+		return true
+	case NotificationDeliveryStatusPending:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for NotificationSubscriptionFormat.
+const (
+	NotificationSubscriptionFormatJson  NotificationSubscriptionFormat = "json"
+	NotificationSubscriptionFormatSlack NotificationSubscriptionFormat = "slack"
+	NotificationSubscriptionFormatTeams NotificationSubscriptionFormat = "teams"
+)
+
+// Valid indicates whether the value is a known member of the NotificationSubscriptionFormat enum.
+func (e NotificationSubscriptionFormat) Valid() bool {
+	switch e {
+	case NotificationSubscriptionFormatJson:
+		return true
+	case NotificationSubscriptionFormatSlack:
+		return true
+	case NotificationSubscriptionFormatTeams:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for PrometheusMetricsConfigType.
 const (
 	Prometheus PrometheusMetricsConfigType = "prometheus"
@@ -490,6 +625,27 @@ func (e RunState) Valid() bool {
 	}
 }
 
+// Defines values for SchemaPhaseName.
+const (
+	Contract SchemaPhaseName = "contract"
+	Expand   SchemaPhaseName = "expand"
+	Migrate  SchemaPhaseName = "migrate"
+)
+
+// Valid indicates whether the value is a known member of the SchemaPhaseName enum.
+func (e SchemaPhaseName) Valid() bool {
+	switch e {
+	case Contract:
+		return true
+	case Expand:
+		return true
+	case Migrate:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for SimulatorDriverConfigType.
 const (
 	SimulatorDriverConfigTypeSimulator SimulatorDriverConfigType = "simulator"
@@ -604,6 +760,27 @@ func (e TokenScope) Valid() bool {
 	}
 }
 
+// Defines values for UpdateNotificationSubscriptionRequestFormat.
+const (
+	UpdateNotificationSubscriptionRequestFormatJson  UpdateNotificationSubscriptionRequestFormat = "json"
+	UpdateNotificationSubscriptionRequestFormatSlack UpdateNotificationSubscriptionRequestFormat = "slack"
+	UpdateNotificationSubscriptionRequestFormatTeams UpdateNotificationSubscriptionRequestFormat = "teams"
+)
+
+// Valid indicates whether the value is a known member of the UpdateNotificationSubscriptionRequestFormat enum.
+func (e UpdateNotificationSubscriptionRequestFormat) Valid() bool {
+	switch e {
+	case UpdateNotificationSubscriptionRequestFormatJson:
+		return true
+	case UpdateNotificationSubscriptionRequestFormatSlack:
+		return true
+	case UpdateNotificationSubscriptionRequestFormatTeams:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for WebhookDriverConfigType.
 const (
 	Webhook WebhookDriverConfigType = "webhook"
@@ -613,6 +790,24 @@ const (
 func (e WebhookDriverConfigType) Valid() bool {
 	switch e {
 	case Webhook:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for ExportAuditLogParamsFormat.
+const (
+	Csv   ExportAuditLogParamsFormat = "csv"
+	Jsonl ExportAuditLogParamsFormat = "jsonl"
+)
+
+// Valid indicates whether the value is a known member of the ExportAuditLogParamsFormat enum.
+func (e ExportAuditLogParamsFormat) Valid() bool {
+	switch e {
+	case Csv:
+		return true
+	case Jsonl:
 		return true
 	default:
 		return false
@@ -834,8 +1029,42 @@ type CreateFlagRequest struct {
 	Variants FlagVariants `json:"variants"`
 }
 
+// CreateNotificationSubscriptionRequest defines model for CreateNotificationSubscriptionRequest.
+type CreateNotificationSubscriptionRequest struct {
+	// App An app slug or `*` (the default).
+	App *string `json:"app,omitempty"`
+
+	// Enabled Default true.
+	Enabled *bool `json:"enabled,omitempty"`
+
+	// Environment An environment name or `*` (the default).
+	Environment *string  `json:"environment,omitempty"`
+	EventTypes  []string `json:"event_types"`
+
+	// Format `json` (the default) is Flightdeck's envelope.
+	Format *CreateNotificationSubscriptionRequestFormat `json:"format,omitempty"`
+	Name   string                                       `json:"name"`
+
+	// Secret Leave it out to have one made.
+	Secret *string `json:"secret,omitempty"`
+
+	// Url An http or https URL.
+	Url string `json:"url"`
+}
+
+// CreateNotificationSubscriptionRequestFormat `json` (the default) is Flightdeck's envelope.
+type CreateNotificationSubscriptionRequestFormat string
+
 // CreateRunRequest defines model for CreateRunRequest.
 type CreateRunRequest struct {
+	// Override Starts the run despite the environment's closed deploy windows
+	// and freezes (never despite a halt), for an admin who knows why it
+	// must go now. Needs the `admin` scope; the reason is recorded on
+	// the run and in the audit log.
+	Override *struct {
+		Reason string `json:"reason"`
+	} `json:"override,omitempty"`
+
 	// Params Strategy parameters overriding the environment's defaults field
 	// by field, plus an optional `thresholds` object overriding the
 	// environment's thresholds.
@@ -844,11 +1073,25 @@ type CreateRunRequest struct {
 	// Reason Why this version is deployed, for people.
 	Reason *string `json:"reason,omitempty"`
 
+	// SchemaOverride Deploys a version the environment's schema changes keep out (it
+	// needs a phase not reached yet, or it predates a contracted
+	// change), for an administrator who knows why it is safe. Needs the
+	// `admin` scope; the reason is recorded on the run.
+	SchemaOverride *struct {
+		Reason string `json:"reason"`
+	} `json:"schema_override,omitempty"`
+
 	// Strategy How a run moves users to the new version.
 	Strategy *Strategy `json:"strategy,omitempty"`
 
 	// Version The version to deploy; it must differ from the stable version.
 	Version string `json:"version"`
+}
+
+// CreateSchemaChangeRequest defines model for CreateSchemaChangeRequest.
+type CreateSchemaChangeRequest struct {
+	Description *string `json:"description,omitempty"`
+	Key         string  `json:"key"`
 }
 
 // CreateTokenRequest defines model for CreateTokenRequest.
@@ -869,6 +1112,32 @@ type CreateTokenRequest struct {
 	Name   string       `json:"name"`
 	Scopes []TokenScope `json:"scopes"`
 }
+
+// CreatedNotificationSubscription A new subscription with its secret, shown this once.
+type CreatedNotificationSubscription struct {
+	// App An app slug, or `*` for every app.
+	App       string    `json:"app"`
+	CreatedAt time.Time `json:"created_at"`
+	CreatedBy string    `json:"created_by"`
+	Enabled   bool      `json:"enabled"`
+
+	// Environment An environment name, or `*` for every environment.
+	Environment string                                `json:"environment"`
+	EventTypes  []string                              `json:"event_types"`
+	Format      CreatedNotificationSubscriptionFormat `json:"format"`
+	Id          int64                                 `json:"id"`
+	Name        string                                `json:"name"`
+
+	// Secret The key of the HMAC-SHA256 signature of every delivery.
+	Secret    string    `json:"secret"`
+	UpdatedAt time.Time `json:"updated_at"`
+
+	// Url Scheme and host of the receiver; the rest is not shown.
+	Url string `json:"url"`
+}
+
+// CreatedNotificationSubscriptionFormat defines model for CreatedNotificationSubscription.Format.
+type CreatedNotificationSubscriptionFormat string
 
 // CreatedToken A new token with its secret, shown this once.
 type CreatedToken struct {
@@ -921,6 +1190,42 @@ type DecisionSummary struct {
 
 // DecisionSummaryVerdict defines model for DecisionSummary.Verdict.
 type DecisionSummaryVerdict string
+
+// DeployWindow A recurring period in which deploys are allowed.
+type DeployWindow struct {
+	// Days The days the window opens on.
+	Days []DeployWindowDays `json:"days"`
+
+	// End Wall-clock closing time, HH:MM (24:00 for midnight); before `start` for a window running overnight.
+	//
+	// Example: 16:00
+	End string `json:"end"`
+
+	// Start Wall-clock opening time, HH:MM.
+	//
+	// Example: 09:00
+	Start string `json:"start"`
+
+	// TimeZone An IANA time zone.
+	//
+	// Example: Europe/Berlin
+	TimeZone string `json:"time_zone"`
+}
+
+// DeployWindowDays defines model for DeployWindow.Days.
+type DeployWindowDays string
+
+// DeployWindows The deploy windows of an environment and what happens outside them.
+type DeployWindows struct {
+	// Outside What happens to a run asked to start outside the windows or during a freeze.
+	Outside DeployWindowsOutside `json:"outside"`
+
+	// Windows When deploys are allowed; empty means at any time.
+	Windows []DeployWindow `json:"windows"`
+}
+
+// DeployWindowsOutside What happens to a run asked to start outside the windows or during a freeze.
+type DeployWindowsOutside string
 
 // DriverConfig The driver that makes a run's desired state true, chosen by `type`,
 // with that driver's settings beside it: `simulator` (a modelled
@@ -1474,6 +1779,45 @@ type FlagType string
 // Example: {"off":false,"on":true}
 type FlagVariants map[string]interface{}
 
+// Freeze A period in which no run starts or moves on in an environment.
+type Freeze struct {
+	// Active Whether the freeze holds now.
+	Active    bool      `json:"active"`
+	CreatedAt time.Time `json:"created_at"`
+	CreatedBy string    `json:"created_by"`
+
+	// EndedAt Set when the freeze was ended early.
+	EndedAt  *time.Time `json:"ended_at,omitempty"`
+	EndedBy  *string    `json:"ended_by,omitempty"`
+	EndsAt   time.Time  `json:"ends_at"`
+	Id       int64      `json:"id"`
+	Reason   string     `json:"reason"`
+	StartsAt time.Time  `json:"starts_at"`
+}
+
+// FreezeList Freezes of an environment.
+type FreezeList struct {
+	Items []Freeze `json:"items"`
+}
+
+// Halt The installation-wide halt ("stop the line").
+type Halt struct {
+	Active   bool       `json:"active"`
+	HaltedAt *time.Time `json:"halted_at,omitempty"`
+	HaltedBy *string    `json:"halted_by,omitempty"`
+	LiftedAt *time.Time `json:"lifted_at,omitempty"`
+	LiftedBy *string    `json:"lifted_by,omitempty"`
+	Reason   *string    `json:"reason,omitempty"`
+
+	// Runs The runs this request paused (stopping) or resumed (lifting).
+	Runs *[]int64 `json:"runs,omitempty"`
+}
+
+// HaltRequest Why the line is stopped.
+type HaltRequest struct {
+	Reason string `json:"reason"`
+}
+
 // MetricBatch defines model for MetricBatch.
 type MetricBatch struct {
 	Samples []MetricSample `json:"samples"`
@@ -1523,6 +1867,15 @@ type MetricSample struct {
 // MetricsConfig Where the metrics that judge a run come from, chosen by `type`.
 type MetricsConfig = json.RawMessage
 
+// NewFreeze A freeze to create.
+type NewFreeze struct {
+	EndsAt time.Time `json:"ends_at"`
+	Reason string    `json:"reason"`
+
+	// StartsAt Defaults to now.
+	StartsAt *time.Time `json:"starts_at,omitempty"`
+}
+
 // NginxDriverConfig Renders `http.conf` (upstreams, weighted mix, cohort maps) and
 // `server.conf` (the routed location, mirroring) into `dir`, checks
 // them with `test_command`, reloads with `reload_command` and restores
@@ -1566,6 +1919,81 @@ type NginxDriverConfig struct {
 
 // NginxDriverConfigType defines model for NginxDriverConfig.Type.
 type NginxDriverConfigType string
+
+// NotificationAttempt defines model for NotificationAttempt.
+type NotificationAttempt struct {
+	At         time.Time `json:"at"`
+	Attempt    int       `json:"attempt"`
+	DurationMs int64     `json:"duration_ms"`
+	Error      *string   `json:"error,omitempty"`
+
+	// Response The first 300 bytes of the answer.
+	Response string `json:"response"`
+
+	// StatusCode Absent when no answer came.
+	StatusCode *int `json:"status_code,omitempty"`
+}
+
+// NotificationDelivery defines model for NotificationDelivery.
+type NotificationDelivery struct {
+	Attempts  int       `json:"attempts"`
+	CreatedAt time.Time `json:"created_at"`
+
+	// DeliveryId Sent in `Flightdeck-Delivery`.
+	DeliveryId string `json:"delivery_id"`
+
+	// Event The event delivered, such as `run_events:123`; absent for tests.
+	Event          *string                    `json:"event,omitempty"`
+	EventType      string                     `json:"event_type"`
+	Id             int64                      `json:"id"`
+	LastError      *string                    `json:"last_error,omitempty"`
+	LastStatusCode *int                       `json:"last_status_code,omitempty"`
+	Log            []NotificationAttempt      `json:"log"`
+	NextAttemptAt  *time.Time                 `json:"next_attempt_at,omitempty"`
+	Status         NotificationDeliveryStatus `json:"status"`
+	Summary        string                     `json:"summary"`
+}
+
+// NotificationDeliveryStatus defines model for NotificationDelivery.Status.
+type NotificationDeliveryStatus string
+
+// NotificationDeliveryList defines model for NotificationDeliveryList.
+type NotificationDeliveryList struct {
+	Items []NotificationDelivery `json:"items"`
+}
+
+// NotificationSubscription defines model for NotificationSubscription.
+type NotificationSubscription struct {
+	// App An app slug, or `*` for every app.
+	App       string    `json:"app"`
+	CreatedAt time.Time `json:"created_at"`
+	CreatedBy string    `json:"created_by"`
+	Enabled   bool      `json:"enabled"`
+
+	// Environment An environment name, or `*` for every environment.
+	Environment string                         `json:"environment"`
+	EventTypes  []string                       `json:"event_types"`
+	Format      NotificationSubscriptionFormat `json:"format"`
+	Id          int64                          `json:"id"`
+	Name        string                         `json:"name"`
+	UpdatedAt   time.Time                      `json:"updated_at"`
+
+	// Url Scheme and host of the receiver; the rest is not shown.
+	Url string `json:"url"`
+}
+
+// NotificationSubscriptionFormat defines model for NotificationSubscription.Format.
+type NotificationSubscriptionFormat string
+
+// NotificationSubscriptionList defines model for NotificationSubscriptionList.
+type NotificationSubscriptionList struct {
+	Items []NotificationSubscription `json:"items"`
+}
+
+// OverrideRequest Why a run may go despite the deploy windows and freezes.
+type OverrideRequest struct {
+	Reason string `json:"reason"`
+}
 
 // Problem An RFC 9457 problem document, the one error shape of the API.
 type Problem struct {
@@ -1640,6 +2068,14 @@ type PutSegmentRequest struct {
 
 	// Version The segment's `version` as last read; 0 to create it.
 	Version int64 `json:"version"`
+}
+
+// RecordSchemaPhaseRequest defines model for RecordSchemaPhaseRequest.
+type RecordSchemaPhaseRequest struct {
+	Phase SchemaPhaseName `json:"phase"`
+
+	// RunId The run that carried the phase, if one did.
+	RunId *int64 `json:"run_id,omitempty"`
 }
 
 // RecreateParams defines model for RecreateParams.
@@ -1890,6 +2326,40 @@ type SampleRejectionProblem struct {
 	//
 	// Example: about:blank
 	Type string `json:"type"`
+}
+
+// SchemaChange defines model for SchemaChange.
+type SchemaChange struct {
+	CreatedAt   time.Time `json:"created_at"`
+	CreatedBy   string    `json:"created_by"`
+	Description string    `json:"description"`
+
+	// Environments Every environment of the app with the phases it has reached.
+	Environments []SchemaChangeEnvironment `json:"environments"`
+	Key          string                    `json:"key"`
+}
+
+// SchemaChangeEnvironment defines model for SchemaChangeEnvironment.
+type SchemaChangeEnvironment struct {
+	Environment string               `json:"environment"`
+	Phases      []SchemaPhaseReached `json:"phases"`
+	Reached     *SchemaPhaseName     `json:"reached,omitempty"`
+}
+
+// SchemaChangeList defines model for SchemaChangeList.
+type SchemaChangeList struct {
+	Items []SchemaChange `json:"items"`
+}
+
+// SchemaPhaseName defines model for SchemaPhaseName.
+type SchemaPhaseName string
+
+// SchemaPhaseReached defines model for SchemaPhaseReached.
+type SchemaPhaseReached struct {
+	Phase     SchemaPhaseName `json:"phase"`
+	ReachedAt time.Time       `json:"reached_at"`
+	ReachedBy string          `json:"reached_by"`
+	RunId     *int64          `json:"run_id,omitempty"`
 }
 
 // Segment A group of users shared by the flags of an app.
@@ -2160,6 +2630,20 @@ type UpdateFlagRequest struct {
 	Version int64 `json:"version"`
 }
 
+// UpdateNotificationSubscriptionRequest defines model for UpdateNotificationSubscriptionRequest.
+type UpdateNotificationSubscriptionRequest struct {
+	App         *string                                      `json:"app,omitempty"`
+	Enabled     *bool                                        `json:"enabled,omitempty"`
+	Environment *string                                      `json:"environment,omitempty"`
+	EventTypes  *[]string                                    `json:"event_types,omitempty"`
+	Format      *UpdateNotificationSubscriptionRequestFormat `json:"format,omitempty"`
+	Name        *string                                      `json:"name,omitempty"`
+	Url         *string                                      `json:"url,omitempty"`
+}
+
+// UpdateNotificationSubscriptionRequestFormat defines model for UpdateNotificationSubscriptionRequest.Format.
+type UpdateNotificationSubscriptionRequestFormat string
+
 // ValidationProblem A problem document that names every field at fault.
 type ValidationProblem struct {
 	// Detail What went wrong with this request, for people.
@@ -2180,6 +2664,17 @@ type ValidationProblem struct {
 	//
 	// Example: about:blank
 	Type string `json:"type"`
+}
+
+// VersionSchemaNeed defines model for VersionSchemaNeed.
+type VersionSchemaNeed struct {
+	Change string          `json:"change"`
+	Phase  SchemaPhaseName `json:"phase"`
+}
+
+// VersionSchemaNeeds defines model for VersionSchemaNeeds.
+type VersionSchemaNeeds struct {
+	Needs []VersionSchemaNeed `json:"needs"`
 }
 
 // VersionWeight One version in a desired state.
@@ -2265,6 +2760,9 @@ type IfMatch = string
 
 // Limit defines model for Limit.
 type Limit = int
+
+// NotificationSubscriptionID defines model for NotificationSubscriptionID.
+type NotificationSubscriptionID = int64
 
 // RunID defines model for RunID.
 type RunID = int64
@@ -2363,6 +2861,39 @@ type ListSegmentsParams struct {
 	Limit *Limit `form:"limit,omitempty" json:"limit,omitempty"`
 }
 
+// ExportAuditLogParams defines parameters for ExportAuditLog.
+type ExportAuditLogParams struct {
+	// Format `jsonl` for JSON lines, `csv` for CSV.
+	Format ExportAuditLogParamsFormat `form:"format" json:"format"`
+
+	// App Only entries of this app.
+	App *string `form:"app,omitempty" json:"app,omitempty"`
+
+	// Environment Only entries of environments with this name.
+	Environment *string `form:"environment,omitempty" json:"environment,omitempty"`
+
+	// Actor Only entries by this actor, a username or `token:<name>`.
+	Actor *string `form:"actor,omitempty" json:"actor,omitempty"`
+
+	// HideEngine `true` leaves out the engine's own steps (phases applied, analyses), so that what people and tokens did stands out; they are included by default.
+	HideEngine *bool `form:"hide_engine,omitempty" json:"hide_engine,omitempty"`
+
+	// From Only entries at or after this time (RFC 3339).
+	From *string `form:"from,omitempty" json:"from,omitempty"`
+
+	// To Only entries before this time (RFC 3339).
+	To *string `form:"to,omitempty" json:"to,omitempty"`
+}
+
+// ExportAuditLogParamsFormat defines parameters for ExportAuditLog.
+type ExportAuditLogParamsFormat string
+
+// ListNotificationDeliveriesParams defines parameters for ListNotificationDeliveries.
+type ListNotificationDeliveriesParams struct {
+	// Limit The most items to return.
+	Limit *Limit `form:"limit,omitempty" json:"limit,omitempty"`
+}
+
 // ListRunsParams defines parameters for ListRuns.
 type ListRunsParams struct {
 	// App Only runs of the app with this slug.
@@ -2425,6 +2956,12 @@ type UpdateEnvironmentJSONRequestBody = UpdateEnvironmentRequest
 // SetApprovalPolicyJSONRequestBody defines body for SetApprovalPolicy for application/json ContentType.
 type SetApprovalPolicyJSONRequestBody = ApprovalPolicyRequest
 
+// PutDeployWindowsJSONRequestBody defines body for PutDeployWindows for application/json ContentType.
+type PutDeployWindowsJSONRequestBody = DeployWindows
+
+// CreateFreezeJSONRequestBody defines body for CreateFreeze for application/json ContentType.
+type CreateFreezeJSONRequestBody = NewFreeze
+
 // CreateRunJSONRequestBody defines body for CreateRun for application/json ContentType.
 type CreateRunJSONRequestBody = CreateRunRequest
 
@@ -2446,8 +2983,26 @@ type StartFlagRolloutJSONRequestBody = StartFlagRolloutRequest
 // IngestFlagRolloutMetricsJSONRequestBody defines body for IngestFlagRolloutMetrics for application/json ContentType.
 type IngestFlagRolloutMetricsJSONRequestBody = MetricBatch
 
+// CreateSchemaChangeJSONRequestBody defines body for CreateSchemaChange for application/json ContentType.
+type CreateSchemaChangeJSONRequestBody = CreateSchemaChangeRequest
+
+// RecordSchemaPhaseJSONRequestBody defines body for RecordSchemaPhase for application/json ContentType.
+type RecordSchemaPhaseJSONRequestBody = RecordSchemaPhaseRequest
+
 // PutSegmentJSONRequestBody defines body for PutSegment for application/json ContentType.
 type PutSegmentJSONRequestBody = PutSegmentRequest
+
+// SetVersionSchemaNeedsJSONRequestBody defines body for SetVersionSchemaNeeds for application/json ContentType.
+type SetVersionSchemaNeedsJSONRequestBody = VersionSchemaNeeds
+
+// StopLineJSONRequestBody defines body for StopLine for application/json ContentType.
+type StopLineJSONRequestBody = HaltRequest
+
+// CreateNotificationSubscriptionJSONRequestBody defines body for CreateNotificationSubscription for application/json ContentType.
+type CreateNotificationSubscriptionJSONRequestBody = CreateNotificationSubscriptionRequest
+
+// UpdateNotificationSubscriptionJSONRequestBody defines body for UpdateNotificationSubscription for application/json ContentType.
+type UpdateNotificationSubscriptionJSONRequestBody = UpdateNotificationSubscriptionRequest
 
 // ActOnRunJSONRequestBody defines body for ActOnRun for application/json ContentType.
 type ActOnRunJSONRequestBody = RunActionRequest
@@ -2457,6 +3012,9 @@ type ReportDriverStatusJSONRequestBody = DriverStatusRequest
 
 // IngestMetricsJSONRequestBody defines body for IngestMetrics for application/json ContentType.
 type IngestMetricsJSONRequestBody = MetricBatch
+
+// OverrideRunJSONRequestBody defines body for OverrideRun for application/json ContentType.
+type OverrideRunJSONRequestBody = OverrideRequest
 
 // CreateTokenJSONRequestBody defines body for CreateToken for application/json ContentType.
 type CreateTokenJSONRequestBody = CreateTokenRequest
@@ -2699,6 +3257,83 @@ type ClientInterface interface {
 	//
 	// Corresponds with PUT /api/v1/apps/{app}/environments/{env}/approval-policy (the `SetApprovalPolicy` operationId).
 	SetApprovalPolicy(ctx context.Context, app AppSlug, env EnvironmentName, body SetApprovalPolicyJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// GetDeployWindows Read the deploy windows of an environment
+	//
+	// When runs may start and move on in the environment, and what happens
+	// to a run asked to start outside its windows or during a freeze. No
+	// windows means deploys are allowed at any time.
+	//
+	// Corresponds with GET /api/v1/apps/{app}/environments/{env}/deploy-windows (the `GetDeployWindows` operationId).
+	GetDeployWindows(ctx context.Context, app AppSlug, env EnvironmentName, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// PutDeployWindowsWithBody Replace the deploy windows of an environment
+	//
+	// Replaces every window and the outside policy. A window opens on each
+	// of its `days` at `start` and closes at `end`, wall-clock time in its
+	// IANA `time_zone` (daylight-saving changes included); an `end` before
+	// the `start` runs overnight into the next day. Outside the windows,
+	// `wait` keeps new runs pending until a window opens and `refuse`
+	// answers 409 saying when they may run. A run in flight when a window
+	// closes finishes its current phase, pauses, and resumes by itself
+	// when a window opens. Needs the `admin` scope.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with PUT /api/v1/apps/{app}/environments/{env}/deploy-windows (the `PutDeployWindows` operationId).
+	PutDeployWindowsWithBody(ctx context.Context, app AppSlug, env EnvironmentName, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// PutDeployWindows Replace the deploy windows of an environment
+	//
+	// Replaces every window and the outside policy. A window opens on each
+	// of its `days` at `start` and closes at `end`, wall-clock time in its
+	// IANA `time_zone` (daylight-saving changes included); an `end` before
+	// the `start` runs overnight into the next day. Outside the windows,
+	// `wait` keeps new runs pending until a window opens and `refuse`
+	// answers 409 saying when they may run. A run in flight when a window
+	// closes finishes its current phase, pauses, and resumes by itself
+	// when a window opens. Needs the `admin` scope.
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with PUT /api/v1/apps/{app}/environments/{env}/deploy-windows (the `PutDeployWindows` operationId).
+	PutDeployWindows(ctx context.Context, app AppSlug, env EnvironmentName, body PutDeployWindowsJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// ListFreezes List the freezes of an environment
+	//
+	// The environment's freezes, the latest to start first (at most 100).
+	//
+	// Corresponds with GET /api/v1/apps/{app}/environments/{env}/freezes (the `ListFreezes` operationId).
+	ListFreezes(ctx context.Context, app AppSlug, env EnvironmentName, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// CreateFreezeWithBody Freeze an environment
+	//
+	// While a freeze is active no run starts or moves to its next phase in
+	// the environment (new runs wait or are refused, as the deploy windows'
+	// `outside` says). `starts_at` defaults to now. Needs the `admin` scope.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with POST /api/v1/apps/{app}/environments/{env}/freezes (the `CreateFreeze` operationId).
+	CreateFreezeWithBody(ctx context.Context, app AppSlug, env EnvironmentName, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// CreateFreeze Freeze an environment
+	//
+	// While a freeze is active no run starts or moves to its next phase in
+	// the environment (new runs wait or are refused, as the deploy windows'
+	// `outside` says). `starts_at` defaults to now. Needs the `admin` scope.
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with POST /api/v1/apps/{app}/environments/{env}/freezes (the `CreateFreeze` operationId).
+	CreateFreeze(ctx context.Context, app AppSlug, env EnvironmentName, body CreateFreezeJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// EndFreeze End a freeze early
+	//
+	// Ends an active or future freeze now. Needs the `admin` scope.
+	//
+	// Corresponds with POST /api/v1/apps/{app}/environments/{env}/freezes/{freeze}/end (the `EndFreeze` operationId).
+	EndFreeze(ctx context.Context, app AppSlug, env EnvironmentName, freeze int64, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// CreateRunWithBody Start a run
 	//
@@ -3014,6 +3649,68 @@ type ClientInterface interface {
 	// Corresponds with GET /api/v1/apps/{app}/flags/{flag}/history (the `ListFlagHistory` operationId).
 	ListFlagHistory(ctx context.Context, app AppSlug, flag FlagKey, params *ListFlagHistoryParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
+	// ListSchemaChanges List an app's expand–contract schema changes
+	//
+	// Every schema change of the app with the phase each environment has
+	// reached (expand, migrate, contract, in that order).
+	//
+	// Corresponds with GET /api/v1/apps/{app}/schema-changes (the `ListSchemaChanges` operationId).
+	ListSchemaChanges(ctx context.Context, app AppSlug, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// CreateSchemaChangeWithBody Track a new expand–contract schema change
+	//
+	// A schema change is made in three deployments: expand (add the new
+	// column), migrate (write both, backfill, read the new), contract
+	// (drop the old). Record each phase per environment as it is done;
+	// versions declare the phase they need (`.../versions/{version}/schema-needs`),
+	// and a run of a version an environment's schema is not ready for is
+	// refused, as is a rollback to a version that predates a contracted
+	// change. Needs the `deploy` scope.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with POST /api/v1/apps/{app}/schema-changes (the `CreateSchemaChange` operationId).
+	CreateSchemaChangeWithBody(ctx context.Context, app AppSlug, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// CreateSchemaChange Track a new expand–contract schema change
+	//
+	// A schema change is made in three deployments: expand (add the new
+	// column), migrate (write both, backfill, read the new), contract
+	// (drop the old). Record each phase per environment as it is done;
+	// versions declare the phase they need (`.../versions/{version}/schema-needs`),
+	// and a run of a version an environment's schema is not ready for is
+	// refused, as is a rollback to a version that predates a contracted
+	// change. Needs the `deploy` scope.
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with POST /api/v1/apps/{app}/schema-changes (the `CreateSchemaChange` operationId).
+	CreateSchemaChange(ctx context.Context, app AppSlug, body CreateSchemaChangeJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// RecordSchemaPhaseWithBody Record that an environment reached a phase of a schema change
+	//
+	// Phases are reached in order, one at a time; recording the phase the
+	// environment is at already changes nothing. `run_id` names the
+	// deployment that carried the phase, when there was one. Needs the
+	// `deploy` scope.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with POST /api/v1/apps/{app}/schema-changes/{change}/environments/{env}/phases (the `RecordSchemaPhase` operationId).
+	RecordSchemaPhaseWithBody(ctx context.Context, app AppSlug, change string, env EnvironmentName, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// RecordSchemaPhase Record that an environment reached a phase of a schema change
+	//
+	// Phases are reached in order, one at a time; recording the phase the
+	// environment is at already changes nothing. `run_id` names the
+	// deployment that carried the phase, when there was one. Needs the
+	// `deploy` scope.
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with POST /api/v1/apps/{app}/schema-changes/{change}/environments/{env}/phases (the `RecordSchemaPhase` operationId).
+	RecordSchemaPhase(ctx context.Context, app AppSlug, change string, env EnvironmentName, body RecordSchemaPhaseJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// ListSegments List the segments of an app
 	//
 	// Lists the app's segments, the groups of users its flags' rules can target, ordered by key.
@@ -3054,6 +3751,193 @@ type ClientInterface interface {
 	//
 	// Corresponds with PUT /api/v1/apps/{app}/segments/{segment} (the `PutSegment` operationId).
 	PutSegment(ctx context.Context, app AppSlug, segment SegmentKey, body PutSegmentJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// GetVersionSchemaNeeds Read the schema phases a version needs
+	//
+	// Corresponds with GET /api/v1/apps/{app}/versions/{version}/schema-needs (the `GetVersionSchemaNeeds` operationId).
+	GetVersionSchemaNeeds(ctx context.Context, app AppSlug, version string, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// SetVersionSchemaNeedsWithBody Record the schema phases a version needs
+	//
+	// Replaces what the version needs: for each schema change, the phase
+	// an environment must have reached before the version may run there
+	// (a version that reads the new column needs `migrate`). A version
+	// that needs `migrate` or later of a change is also one that works
+	// after its contract. Needs the `deploy` scope.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with PUT /api/v1/apps/{app}/versions/{version}/schema-needs (the `SetVersionSchemaNeeds` operationId).
+	SetVersionSchemaNeedsWithBody(ctx context.Context, app AppSlug, version string, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// SetVersionSchemaNeeds Record the schema phases a version needs
+	//
+	// Replaces what the version needs: for each schema change, the phase
+	// an environment must have reached before the version may run there
+	// (a version that reads the new column needs `migrate`). A version
+	// that needs `migrate` or later of a change is also one that works
+	// after its contract. Needs the `deploy` scope.
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with PUT /api/v1/apps/{app}/versions/{version}/schema-needs (the `SetVersionSchemaNeeds` operationId).
+	SetVersionSchemaNeeds(ctx context.Context, app AppSlug, version string, body SetVersionSchemaNeedsJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// ExportAuditLog Export the audit log
+	//
+	// Streams the audit log, newest first, as JSON lines (one
+	// `AuditLogEntry` object per line) or as CSV with a header row and the
+	// columns at, kind, actor, action, app, environment, run_id, detail,
+	// remote_addr, user_agent. The entries are what people and tokens did
+	// outside runs (sign-ins, settings, users), every run event and every
+	// flag and segment change; `remote_addr` and `user_agent` say where a
+	// change came from and are empty for the engine's own steps. A CSV cell
+	// that a spreadsheet would run as a formula (starting with `=`, `+`,
+	// `-`, `@`, a tab or a carriage return) is written with a leading `'`.
+	// Needs an admin token; a token limited to some apps or environments
+	// must name one of them in `app` (and `environment`).
+	//
+	// Corresponds with GET /api/v1/audit (the `ExportAuditLog` operationId).
+	ExportAuditLog(ctx context.Context, params *ExportAuditLogParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// GetHalt Whether the line is stopped
+	//
+	// Corresponds with GET /api/v1/halt (the `GetHalt` operationId).
+	GetHalt(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// StopLineWithBody Stop the line
+	//
+	// Halts every deployment of the installation at once: every running run
+	// and every run awaiting approval pauses with the reason "stop the
+	// line: <reason>", and new runs wait. Rollbacks in progress finish.
+	// Needs the `approve` scope.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with POST /api/v1/halt (the `StopLine` operationId).
+	StopLineWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// StopLine Stop the line
+	//
+	// Halts every deployment of the installation at once: every running run
+	// and every run awaiting approval pauses with the reason "stop the
+	// line: <reason>", and new runs wait. Rollbacks in progress finish.
+	// Needs the `approve` scope.
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with POST /api/v1/halt (the `StopLine` operationId).
+	StopLine(ctx context.Context, body StopLineJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// LiftHalt Restart the line
+	//
+	// Lifts the halt: exactly the runs it paused (and that nobody resumed
+	// or paused since) resume; runs people paused themselves stay paused.
+	// Needs the `approve` scope.
+	//
+	// Corresponds with POST /api/v1/halt/lift (the `LiftHalt` operationId).
+	LiftHalt(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// ListNotificationSubscriptions List notification subscriptions
+	//
+	// Lists every subscription by name. Secrets are never shown after
+	// creation, and URLs are shown as scheme and host only, since chat
+	// webhook URLs carry their own token. Needs an admin token.
+	//
+	// Corresponds with GET /api/v1/notifications/subscriptions (the `ListNotificationSubscriptions` operationId).
+	ListNotificationSubscriptions(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// CreateNotificationSubscriptionWithBody Subscribe a URL to run and flag events
+	//
+	// Creates a subscription. Every notification is POSTed to `url`,
+	// signed like the webhook driver's deliveries
+	// (`Flightdeck-Signature: t=<unix>,v1=<hex HMAC-SHA256 of "<t>.<body>">`
+	// keyed with the secret), with the delivery's id in
+	// `Flightdeck-Delivery` (the same for every attempt) and the event
+	// type in `Flightdeck-Event`. Event types: run.created, run.queued,
+	// run.started, run.paused, run.resumed, run.promoted,
+	// run.rolling_back, run.succeeded, run.rolled_back, run.aborted,
+	// run.failed, approval.requested, approval.recorded,
+	// approval.approved, approval.rejected, approval.escalated,
+	// flag.created, flag.updated, flag.state_changed, flag.killed,
+	// flag.rollout_started, flag.rollout_advanced,
+	// flag.rollout_completed, flag.rollout_rolled_back,
+	// flag.rollout_cancelled; or a group such as `run.*`, or `*`. The
+	// secret is in the answer and never shown again. Failed sends (5xx,
+	// 429, no answer within 10 s) are retried after 10 s, 30 s, 2 min,
+	// 10 min and 1 h. Needs an admin token.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with POST /api/v1/notifications/subscriptions (the `CreateNotificationSubscription` operationId).
+	CreateNotificationSubscriptionWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// CreateNotificationSubscription Subscribe a URL to run and flag events
+	//
+	// Creates a subscription. Every notification is POSTed to `url`,
+	// signed like the webhook driver's deliveries
+	// (`Flightdeck-Signature: t=<unix>,v1=<hex HMAC-SHA256 of "<t>.<body>">`
+	// keyed with the secret), with the delivery's id in
+	// `Flightdeck-Delivery` (the same for every attempt) and the event
+	// type in `Flightdeck-Event`. Event types: run.created, run.queued,
+	// run.started, run.paused, run.resumed, run.promoted,
+	// run.rolling_back, run.succeeded, run.rolled_back, run.aborted,
+	// run.failed, approval.requested, approval.recorded,
+	// approval.approved, approval.rejected, approval.escalated,
+	// flag.created, flag.updated, flag.state_changed, flag.killed,
+	// flag.rollout_started, flag.rollout_advanced,
+	// flag.rollout_completed, flag.rollout_rolled_back,
+	// flag.rollout_cancelled; or a group such as `run.*`, or `*`. The
+	// secret is in the answer and never shown again. Failed sends (5xx,
+	// 429, no answer within 10 s) are retried after 10 s, 30 s, 2 min,
+	// 10 min and 1 h. Needs an admin token.
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with POST /api/v1/notifications/subscriptions (the `CreateNotificationSubscription` operationId).
+	CreateNotificationSubscription(ctx context.Context, body CreateNotificationSubscriptionJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// DeleteNotificationSubscription Delete a notification subscription and its delivery log
+	//
+	// Corresponds with DELETE /api/v1/notifications/subscriptions/{id} (the `DeleteNotificationSubscription` operationId).
+	DeleteNotificationSubscription(ctx context.Context, id NotificationSubscriptionID, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// GetNotificationSubscription Read a notification subscription
+	//
+	// Corresponds with GET /api/v1/notifications/subscriptions/{id} (the `GetNotificationSubscription` operationId).
+	GetNotificationSubscription(ctx context.Context, id NotificationSubscriptionID, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// UpdateNotificationSubscriptionWithBody Change a notification subscription
+	//
+	// Changes the fields sent; the others, and the secret, stay. Send `enabled` false to pause deliveries.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with PATCH /api/v1/notifications/subscriptions/{id} (the `UpdateNotificationSubscription` operationId).
+	UpdateNotificationSubscriptionWithBody(ctx context.Context, id NotificationSubscriptionID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// UpdateNotificationSubscription Change a notification subscription
+	//
+	// Changes the fields sent; the others, and the secret, stay. Send `enabled` false to pause deliveries.
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with PATCH /api/v1/notifications/subscriptions/{id} (the `UpdateNotificationSubscription` operationId).
+	UpdateNotificationSubscription(ctx context.Context, id NotificationSubscriptionID, body UpdateNotificationSubscriptionJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// ListNotificationDeliveries The delivery log of a subscription
+	//
+	// The newest deliveries first, each with every attempt (status code, the first 300 bytes of the answer, error, duration).
+	//
+	// Corresponds with GET /api/v1/notifications/subscriptions/{id}/deliveries (the `ListNotificationDeliveries` operationId).
+	ListNotificationDeliveries(ctx context.Context, id NotificationSubscriptionID, params *ListNotificationDeliveriesParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// TestNotificationSubscription Send a test notification
+	//
+	// Enqueues a test notification (type `test`) in the subscription's format; the next pass of a dispatcher sends it, within seconds. Follow it in the delivery log.
+	//
+	// Corresponds with POST /api/v1/notifications/subscriptions/{id}/test (the `TestNotificationSubscription` operationId).
+	TestNotificationSubscription(ctx context.Context, id NotificationSubscriptionID, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// GetOpenAPIDocument This document
 	//
@@ -3212,6 +4096,34 @@ type ClientInterface interface {
 	//
 	// Corresponds with POST /api/v1/runs/{id}/metrics (the `IngestMetrics` operationId).
 	IngestMetrics(ctx context.Context, id RunID, body IngestMetricsJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// OverrideRunWithBody Let a waiting run go despite windows and freezes
+	//
+	// An admin lets one run that waits for a deploy window or a freeze
+	// (pending, or paused by the window or the freeze) go now. The reason
+	// is required; it is recorded on the run as a `run.override` event and
+	// in the audit log. The halt cannot be overridden. To start a run
+	// outside the windows of an environment that refuses, send `override`
+	// when creating it. Needs the `admin` scope.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with POST /api/v1/runs/{id}/override (the `OverrideRun` operationId).
+	OverrideRunWithBody(ctx context.Context, id RunID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// OverrideRun Let a waiting run go despite windows and freezes
+	//
+	// An admin lets one run that waits for a deploy window or a freeze
+	// (pending, or paused by the window or the freeze) go now. The reason
+	// is required; it is recorded on the run as a `run.override` event and
+	// in the audit log. The halt cannot be overridden. To start a run
+	// outside the windows of an environment that refuses, send `override`
+	// when creating it. Needs the `admin` scope.
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with POST /api/v1/runs/{id}/override (the `OverrideRun` operationId).
+	OverrideRun(ctx context.Context, id RunID, body OverrideRunJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// ListTokens List API tokens
 	//
@@ -3567,6 +4479,153 @@ func (c *Client) SetApprovalPolicyWithBody(ctx context.Context, app AppSlug, env
 // Corresponds with PUT /api/v1/apps/{app}/environments/{env}/approval-policy (the `SetApprovalPolicy` operationId).
 func (c *Client) SetApprovalPolicy(ctx context.Context, app AppSlug, env EnvironmentName, body SetApprovalPolicyJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewSetApprovalPolicyRequest(c.Server, app, env, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// GetDeployWindows Read the deploy windows of an environment
+//
+// When runs may start and move on in the environment, and what happens
+// to a run asked to start outside its windows or during a freeze. No
+// windows means deploys are allowed at any time.
+//
+// Corresponds with GET /api/v1/apps/{app}/environments/{env}/deploy-windows (the `GetDeployWindows` operationId).
+func (c *Client) GetDeployWindows(ctx context.Context, app AppSlug, env EnvironmentName, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetDeployWindowsRequest(c.Server, app, env)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// PutDeployWindowsWithBody Replace the deploy windows of an environment
+//
+// Replaces every window and the outside policy. A window opens on each
+// of its `days` at `start` and closes at `end`, wall-clock time in its
+// IANA `time_zone` (daylight-saving changes included); an `end` before
+// the `start` runs overnight into the next day. Outside the windows,
+// `wait` keeps new runs pending until a window opens and `refuse`
+// answers 409 saying when they may run. A run in flight when a window
+// closes finishes its current phase, pauses, and resumes by itself
+// when a window opens. Needs the `admin` scope.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with PUT /api/v1/apps/{app}/environments/{env}/deploy-windows (the `PutDeployWindows` operationId).
+func (c *Client) PutDeployWindowsWithBody(ctx context.Context, app AppSlug, env EnvironmentName, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewPutDeployWindowsRequestWithBody(c.Server, app, env, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// PutDeployWindows Replace the deploy windows of an environment
+//
+// Replaces every window and the outside policy. A window opens on each
+// of its `days` at `start` and closes at `end`, wall-clock time in its
+// IANA `time_zone` (daylight-saving changes included); an `end` before
+// the `start` runs overnight into the next day. Outside the windows,
+// `wait` keeps new runs pending until a window opens and `refuse`
+// answers 409 saying when they may run. A run in flight when a window
+// closes finishes its current phase, pauses, and resumes by itself
+// when a window opens. Needs the `admin` scope.
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with PUT /api/v1/apps/{app}/environments/{env}/deploy-windows (the `PutDeployWindows` operationId).
+func (c *Client) PutDeployWindows(ctx context.Context, app AppSlug, env EnvironmentName, body PutDeployWindowsJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewPutDeployWindowsRequest(c.Server, app, env, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// ListFreezes List the freezes of an environment
+//
+// The environment's freezes, the latest to start first (at most 100).
+//
+// Corresponds with GET /api/v1/apps/{app}/environments/{env}/freezes (the `ListFreezes` operationId).
+func (c *Client) ListFreezes(ctx context.Context, app AppSlug, env EnvironmentName, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewListFreezesRequest(c.Server, app, env)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// CreateFreezeWithBody Freeze an environment
+//
+// While a freeze is active no run starts or moves to its next phase in
+// the environment (new runs wait or are refused, as the deploy windows'
+// `outside` says). `starts_at` defaults to now. Needs the `admin` scope.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with POST /api/v1/apps/{app}/environments/{env}/freezes (the `CreateFreeze` operationId).
+func (c *Client) CreateFreezeWithBody(ctx context.Context, app AppSlug, env EnvironmentName, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewCreateFreezeRequestWithBody(c.Server, app, env, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// CreateFreeze Freeze an environment
+//
+// While a freeze is active no run starts or moves to its next phase in
+// the environment (new runs wait or are refused, as the deploy windows'
+// `outside` says). `starts_at` defaults to now. Needs the `admin` scope.
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with POST /api/v1/apps/{app}/environments/{env}/freezes (the `CreateFreeze` operationId).
+func (c *Client) CreateFreeze(ctx context.Context, app AppSlug, env EnvironmentName, body CreateFreezeJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewCreateFreezeRequest(c.Server, app, env, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// EndFreeze End a freeze early
+//
+// Ends an active or future freeze now. Needs the `admin` scope.
+//
+// Corresponds with POST /api/v1/apps/{app}/environments/{env}/freezes/{freeze}/end (the `EndFreeze` operationId).
+func (c *Client) EndFreeze(ctx context.Context, app AppSlug, env EnvironmentName, freeze int64, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewEndFreezeRequest(c.Server, app, env, freeze)
 	if err != nil {
 		return nil, err
 	}
@@ -4091,6 +5150,118 @@ func (c *Client) ListFlagHistory(ctx context.Context, app AppSlug, flag FlagKey,
 	return c.Client.Do(req)
 }
 
+// ListSchemaChanges List an app's expand–contract schema changes
+//
+// Every schema change of the app with the phase each environment has
+// reached (expand, migrate, contract, in that order).
+//
+// Corresponds with GET /api/v1/apps/{app}/schema-changes (the `ListSchemaChanges` operationId).
+func (c *Client) ListSchemaChanges(ctx context.Context, app AppSlug, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewListSchemaChangesRequest(c.Server, app)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// CreateSchemaChangeWithBody Track a new expand–contract schema change
+//
+// A schema change is made in three deployments: expand (add the new
+// column), migrate (write both, backfill, read the new), contract
+// (drop the old). Record each phase per environment as it is done;
+// versions declare the phase they need (`.../versions/{version}/schema-needs`),
+// and a run of a version an environment's schema is not ready for is
+// refused, as is a rollback to a version that predates a contracted
+// change. Needs the `deploy` scope.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with POST /api/v1/apps/{app}/schema-changes (the `CreateSchemaChange` operationId).
+func (c *Client) CreateSchemaChangeWithBody(ctx context.Context, app AppSlug, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewCreateSchemaChangeRequestWithBody(c.Server, app, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// CreateSchemaChange Track a new expand–contract schema change
+//
+// A schema change is made in three deployments: expand (add the new
+// column), migrate (write both, backfill, read the new), contract
+// (drop the old). Record each phase per environment as it is done;
+// versions declare the phase they need (`.../versions/{version}/schema-needs`),
+// and a run of a version an environment's schema is not ready for is
+// refused, as is a rollback to a version that predates a contracted
+// change. Needs the `deploy` scope.
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with POST /api/v1/apps/{app}/schema-changes (the `CreateSchemaChange` operationId).
+func (c *Client) CreateSchemaChange(ctx context.Context, app AppSlug, body CreateSchemaChangeJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewCreateSchemaChangeRequest(c.Server, app, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// RecordSchemaPhaseWithBody Record that an environment reached a phase of a schema change
+//
+// Phases are reached in order, one at a time; recording the phase the
+// environment is at already changes nothing. `run_id` names the
+// deployment that carried the phase, when there was one. Needs the
+// `deploy` scope.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with POST /api/v1/apps/{app}/schema-changes/{change}/environments/{env}/phases (the `RecordSchemaPhase` operationId).
+func (c *Client) RecordSchemaPhaseWithBody(ctx context.Context, app AppSlug, change string, env EnvironmentName, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewRecordSchemaPhaseRequestWithBody(c.Server, app, change, env, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// RecordSchemaPhase Record that an environment reached a phase of a schema change
+//
+// Phases are reached in order, one at a time; recording the phase the
+// environment is at already changes nothing. `run_id` names the
+// deployment that carried the phase, when there was one. Needs the
+// `deploy` scope.
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with POST /api/v1/apps/{app}/schema-changes/{change}/environments/{env}/phases (the `RecordSchemaPhase` operationId).
+func (c *Client) RecordSchemaPhase(ctx context.Context, app AppSlug, change string, env EnvironmentName, body RecordSchemaPhaseJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewRecordSchemaPhaseRequest(c.Server, app, change, env, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
 // ListSegments List the segments of an app
 //
 // Lists the app's segments, the groups of users its flags' rules can target, ordered by key.
@@ -4152,6 +5323,363 @@ func (c *Client) PutSegmentWithBody(ctx context.Context, app AppSlug, segment Se
 // Corresponds with PUT /api/v1/apps/{app}/segments/{segment} (the `PutSegment` operationId).
 func (c *Client) PutSegment(ctx context.Context, app AppSlug, segment SegmentKey, body PutSegmentJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewPutSegmentRequest(c.Server, app, segment, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// GetVersionSchemaNeeds Read the schema phases a version needs
+//
+// Corresponds with GET /api/v1/apps/{app}/versions/{version}/schema-needs (the `GetVersionSchemaNeeds` operationId).
+func (c *Client) GetVersionSchemaNeeds(ctx context.Context, app AppSlug, version string, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetVersionSchemaNeedsRequest(c.Server, app, version)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// SetVersionSchemaNeedsWithBody Record the schema phases a version needs
+//
+// Replaces what the version needs: for each schema change, the phase
+// an environment must have reached before the version may run there
+// (a version that reads the new column needs `migrate`). A version
+// that needs `migrate` or later of a change is also one that works
+// after its contract. Needs the `deploy` scope.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with PUT /api/v1/apps/{app}/versions/{version}/schema-needs (the `SetVersionSchemaNeeds` operationId).
+func (c *Client) SetVersionSchemaNeedsWithBody(ctx context.Context, app AppSlug, version string, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewSetVersionSchemaNeedsRequestWithBody(c.Server, app, version, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// SetVersionSchemaNeeds Record the schema phases a version needs
+//
+// Replaces what the version needs: for each schema change, the phase
+// an environment must have reached before the version may run there
+// (a version that reads the new column needs `migrate`). A version
+// that needs `migrate` or later of a change is also one that works
+// after its contract. Needs the `deploy` scope.
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with PUT /api/v1/apps/{app}/versions/{version}/schema-needs (the `SetVersionSchemaNeeds` operationId).
+func (c *Client) SetVersionSchemaNeeds(ctx context.Context, app AppSlug, version string, body SetVersionSchemaNeedsJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewSetVersionSchemaNeedsRequest(c.Server, app, version, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// ExportAuditLog Export the audit log
+//
+// Streams the audit log, newest first, as JSON lines (one
+// `AuditLogEntry` object per line) or as CSV with a header row and the
+// columns at, kind, actor, action, app, environment, run_id, detail,
+// remote_addr, user_agent. The entries are what people and tokens did
+// outside runs (sign-ins, settings, users), every run event and every
+// flag and segment change; `remote_addr` and `user_agent` say where a
+// change came from and are empty for the engine's own steps. A CSV cell
+// that a spreadsheet would run as a formula (starting with `=`, `+`,
+// `-`, `@`, a tab or a carriage return) is written with a leading `'`.
+// Needs an admin token; a token limited to some apps or environments
+// must name one of them in `app` (and `environment`).
+//
+// Corresponds with GET /api/v1/audit (the `ExportAuditLog` operationId).
+func (c *Client) ExportAuditLog(ctx context.Context, params *ExportAuditLogParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewExportAuditLogRequest(c.Server, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// GetHalt Whether the line is stopped
+//
+// Corresponds with GET /api/v1/halt (the `GetHalt` operationId).
+func (c *Client) GetHalt(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetHaltRequest(c.Server)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// StopLineWithBody Stop the line
+//
+// Halts every deployment of the installation at once: every running run
+// and every run awaiting approval pauses with the reason "stop the
+// line: <reason>", and new runs wait. Rollbacks in progress finish.
+// Needs the `approve` scope.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with POST /api/v1/halt (the `StopLine` operationId).
+func (c *Client) StopLineWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewStopLineRequestWithBody(c.Server, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// StopLine Stop the line
+//
+// Halts every deployment of the installation at once: every running run
+// and every run awaiting approval pauses with the reason "stop the
+// line: <reason>", and new runs wait. Rollbacks in progress finish.
+// Needs the `approve` scope.
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with POST /api/v1/halt (the `StopLine` operationId).
+func (c *Client) StopLine(ctx context.Context, body StopLineJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewStopLineRequest(c.Server, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// LiftHalt Restart the line
+//
+// Lifts the halt: exactly the runs it paused (and that nobody resumed
+// or paused since) resume; runs people paused themselves stay paused.
+// Needs the `approve` scope.
+//
+// Corresponds with POST /api/v1/halt/lift (the `LiftHalt` operationId).
+func (c *Client) LiftHalt(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewLiftHaltRequest(c.Server)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// ListNotificationSubscriptions List notification subscriptions
+//
+// Lists every subscription by name. Secrets are never shown after
+// creation, and URLs are shown as scheme and host only, since chat
+// webhook URLs carry their own token. Needs an admin token.
+//
+// Corresponds with GET /api/v1/notifications/subscriptions (the `ListNotificationSubscriptions` operationId).
+func (c *Client) ListNotificationSubscriptions(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewListNotificationSubscriptionsRequest(c.Server)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// CreateNotificationSubscriptionWithBody Subscribe a URL to run and flag events
+//
+// Creates a subscription. Every notification is POSTed to `url`,
+// signed like the webhook driver's deliveries
+// (`Flightdeck-Signature: t=<unix>,v1=<hex HMAC-SHA256 of "<t>.<body>">`
+// keyed with the secret), with the delivery's id in
+// `Flightdeck-Delivery` (the same for every attempt) and the event
+// type in `Flightdeck-Event`. Event types: run.created, run.queued,
+// run.started, run.paused, run.resumed, run.promoted,
+// run.rolling_back, run.succeeded, run.rolled_back, run.aborted,
+// run.failed, approval.requested, approval.recorded,
+// approval.approved, approval.rejected, approval.escalated,
+// flag.created, flag.updated, flag.state_changed, flag.killed,
+// flag.rollout_started, flag.rollout_advanced,
+// flag.rollout_completed, flag.rollout_rolled_back,
+// flag.rollout_cancelled; or a group such as `run.*`, or `*`. The
+// secret is in the answer and never shown again. Failed sends (5xx,
+// 429, no answer within 10 s) are retried after 10 s, 30 s, 2 min,
+// 10 min and 1 h. Needs an admin token.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with POST /api/v1/notifications/subscriptions (the `CreateNotificationSubscription` operationId).
+func (c *Client) CreateNotificationSubscriptionWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewCreateNotificationSubscriptionRequestWithBody(c.Server, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// CreateNotificationSubscription Subscribe a URL to run and flag events
+//
+// Creates a subscription. Every notification is POSTed to `url`,
+// signed like the webhook driver's deliveries
+// (`Flightdeck-Signature: t=<unix>,v1=<hex HMAC-SHA256 of "<t>.<body>">`
+// keyed with the secret), with the delivery's id in
+// `Flightdeck-Delivery` (the same for every attempt) and the event
+// type in `Flightdeck-Event`. Event types: run.created, run.queued,
+// run.started, run.paused, run.resumed, run.promoted,
+// run.rolling_back, run.succeeded, run.rolled_back, run.aborted,
+// run.failed, approval.requested, approval.recorded,
+// approval.approved, approval.rejected, approval.escalated,
+// flag.created, flag.updated, flag.state_changed, flag.killed,
+// flag.rollout_started, flag.rollout_advanced,
+// flag.rollout_completed, flag.rollout_rolled_back,
+// flag.rollout_cancelled; or a group such as `run.*`, or `*`. The
+// secret is in the answer and never shown again. Failed sends (5xx,
+// 429, no answer within 10 s) are retried after 10 s, 30 s, 2 min,
+// 10 min and 1 h. Needs an admin token.
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with POST /api/v1/notifications/subscriptions (the `CreateNotificationSubscription` operationId).
+func (c *Client) CreateNotificationSubscription(ctx context.Context, body CreateNotificationSubscriptionJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewCreateNotificationSubscriptionRequest(c.Server, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// DeleteNotificationSubscription Delete a notification subscription and its delivery log
+//
+// Corresponds with DELETE /api/v1/notifications/subscriptions/{id} (the `DeleteNotificationSubscription` operationId).
+func (c *Client) DeleteNotificationSubscription(ctx context.Context, id NotificationSubscriptionID, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewDeleteNotificationSubscriptionRequest(c.Server, id)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// GetNotificationSubscription Read a notification subscription
+//
+// Corresponds with GET /api/v1/notifications/subscriptions/{id} (the `GetNotificationSubscription` operationId).
+func (c *Client) GetNotificationSubscription(ctx context.Context, id NotificationSubscriptionID, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetNotificationSubscriptionRequest(c.Server, id)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// UpdateNotificationSubscriptionWithBody Change a notification subscription
+//
+// Changes the fields sent; the others, and the secret, stay. Send `enabled` false to pause deliveries.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with PATCH /api/v1/notifications/subscriptions/{id} (the `UpdateNotificationSubscription` operationId).
+func (c *Client) UpdateNotificationSubscriptionWithBody(ctx context.Context, id NotificationSubscriptionID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewUpdateNotificationSubscriptionRequestWithBody(c.Server, id, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// UpdateNotificationSubscription Change a notification subscription
+//
+// Changes the fields sent; the others, and the secret, stay. Send `enabled` false to pause deliveries.
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with PATCH /api/v1/notifications/subscriptions/{id} (the `UpdateNotificationSubscription` operationId).
+func (c *Client) UpdateNotificationSubscription(ctx context.Context, id NotificationSubscriptionID, body UpdateNotificationSubscriptionJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewUpdateNotificationSubscriptionRequest(c.Server, id, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// ListNotificationDeliveries The delivery log of a subscription
+//
+// The newest deliveries first, each with every attempt (status code, the first 300 bytes of the answer, error, duration).
+//
+// Corresponds with GET /api/v1/notifications/subscriptions/{id}/deliveries (the `ListNotificationDeliveries` operationId).
+func (c *Client) ListNotificationDeliveries(ctx context.Context, id NotificationSubscriptionID, params *ListNotificationDeliveriesParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewListNotificationDeliveriesRequest(c.Server, id, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// TestNotificationSubscription Send a test notification
+//
+// Enqueues a test notification (type `test`) in the subscription's format; the next pass of a dispatcher sends it, within seconds. Follow it in the delivery log.
+//
+// Corresponds with POST /api/v1/notifications/subscriptions/{id}/test (the `TestNotificationSubscription` operationId).
+func (c *Client) TestNotificationSubscription(ctx context.Context, id NotificationSubscriptionID, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewTestNotificationSubscriptionRequest(c.Server, id)
 	if err != nil {
 		return nil, err
 	}
@@ -4420,6 +5948,54 @@ func (c *Client) IngestMetricsWithBody(ctx context.Context, id RunID, contentTyp
 // Corresponds with POST /api/v1/runs/{id}/metrics (the `IngestMetrics` operationId).
 func (c *Client) IngestMetrics(ctx context.Context, id RunID, body IngestMetricsJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewIngestMetricsRequest(c.Server, id, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// OverrideRunWithBody Let a waiting run go despite windows and freezes
+//
+// An admin lets one run that waits for a deploy window or a freeze
+// (pending, or paused by the window or the freeze) go now. The reason
+// is required; it is recorded on the run as a `run.override` event and
+// in the audit log. The halt cannot be overridden. To start a run
+// outside the windows of an environment that refuses, send `override`
+// when creating it. Needs the `admin` scope.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with POST /api/v1/runs/{id}/override (the `OverrideRun` operationId).
+func (c *Client) OverrideRunWithBody(ctx context.Context, id RunID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewOverrideRunRequestWithBody(c.Server, id, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// OverrideRun Let a waiting run go despite windows and freezes
+//
+// An admin lets one run that waits for a deploy window or a freeze
+// (pending, or paused by the window or the freeze) go now. The reason
+// is required; it is recorded on the run as a `run.override` event and
+// in the audit log. The halt cannot be overridden. To start a run
+// outside the windows of an environment that refuses, send `override`
+// when creating it. Needs the `admin` scope.
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with POST /api/v1/runs/{id}/override (the `OverrideRun` operationId).
+func (c *Client) OverrideRun(ctx context.Context, id RunID, body OverrideRunJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewOverrideRunRequest(c.Server, id, body)
 	if err != nil {
 		return nil, err
 	}
@@ -5050,6 +6626,244 @@ func NewSetApprovalPolicyRequestWithBody(server string, app AppSlug, env Environ
 	}
 
 	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
+// NewGetDeployWindowsRequest constructs an http.Request for the GetDeployWindows method
+func NewGetDeployWindowsRequest(server string, app AppSlug, env EnvironmentName) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "app", app, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam1 string
+
+	pathParam1, err = runtime.StyleParamWithOptions("simple", false, "env", env, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/apps/%s/environments/%s/deploy-windows", pathParam0, pathParam1)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewPutDeployWindowsRequest calls the generic PutDeployWindows builder with application/json body
+func NewPutDeployWindowsRequest(server string, app AppSlug, env EnvironmentName, body PutDeployWindowsJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewPutDeployWindowsRequestWithBody(server, app, env, "application/json", bodyReader)
+}
+
+// NewPutDeployWindowsRequestWithBody constructs an http.Request for the PutDeployWindows method, with any body, and a specified content type
+func NewPutDeployWindowsRequestWithBody(server string, app AppSlug, env EnvironmentName, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "app", app, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam1 string
+
+	pathParam1, err = runtime.StyleParamWithOptions("simple", false, "env", env, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/apps/%s/environments/%s/deploy-windows", pathParam0, pathParam1)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPut, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
+// NewListFreezesRequest constructs an http.Request for the ListFreezes method
+func NewListFreezesRequest(server string, app AppSlug, env EnvironmentName) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "app", app, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam1 string
+
+	pathParam1, err = runtime.StyleParamWithOptions("simple", false, "env", env, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/apps/%s/environments/%s/freezes", pathParam0, pathParam1)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewCreateFreezeRequest calls the generic CreateFreeze builder with application/json body
+func NewCreateFreezeRequest(server string, app AppSlug, env EnvironmentName, body CreateFreezeJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewCreateFreezeRequestWithBody(server, app, env, "application/json", bodyReader)
+}
+
+// NewCreateFreezeRequestWithBody constructs an http.Request for the CreateFreeze method, with any body, and a specified content type
+func NewCreateFreezeRequestWithBody(server string, app AppSlug, env EnvironmentName, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "app", app, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam1 string
+
+	pathParam1, err = runtime.StyleParamWithOptions("simple", false, "env", env, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/apps/%s/environments/%s/freezes", pathParam0, pathParam1)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
+// NewEndFreezeRequest constructs an http.Request for the EndFreeze method
+func NewEndFreezeRequest(server string, app AppSlug, env EnvironmentName, freeze int64) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "app", app, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam1 string
+
+	pathParam1, err = runtime.StyleParamWithOptions("simple", false, "env", env, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam2 string
+
+	pathParam2, err = runtime.StyleParamWithOptions("simple", false, "freeze", freeze, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "integer", Format: "int64"})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/apps/%s/environments/%s/freezes/%s/end", pathParam0, pathParam1, pathParam2)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
 
 	return req, nil
 }
@@ -5806,6 +7620,148 @@ func NewListFlagHistoryRequest(server string, app AppSlug, flag FlagKey, params 
 	return req, nil
 }
 
+// NewListSchemaChangesRequest constructs an http.Request for the ListSchemaChanges method
+func NewListSchemaChangesRequest(server string, app AppSlug) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "app", app, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/apps/%s/schema-changes", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewCreateSchemaChangeRequest calls the generic CreateSchemaChange builder with application/json body
+func NewCreateSchemaChangeRequest(server string, app AppSlug, body CreateSchemaChangeJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewCreateSchemaChangeRequestWithBody(server, app, "application/json", bodyReader)
+}
+
+// NewCreateSchemaChangeRequestWithBody constructs an http.Request for the CreateSchemaChange method, with any body, and a specified content type
+func NewCreateSchemaChangeRequestWithBody(server string, app AppSlug, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "app", app, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/apps/%s/schema-changes", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
+// NewRecordSchemaPhaseRequest calls the generic RecordSchemaPhase builder with application/json body
+func NewRecordSchemaPhaseRequest(server string, app AppSlug, change string, env EnvironmentName, body RecordSchemaPhaseJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewRecordSchemaPhaseRequestWithBody(server, app, change, env, "application/json", bodyReader)
+}
+
+// NewRecordSchemaPhaseRequestWithBody constructs an http.Request for the RecordSchemaPhase method, with any body, and a specified content type
+func NewRecordSchemaPhaseRequestWithBody(server string, app AppSlug, change string, env EnvironmentName, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "app", app, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam1 string
+
+	pathParam1, err = runtime.StyleParamWithOptions("simple", false, "change", change, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam2 string
+
+	pathParam2, err = runtime.StyleParamWithOptions("simple", false, "env", env, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/apps/%s/schema-changes/%s/environments/%s/phases", pathParam0, pathParam1, pathParam2)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
 // NewListSegmentsRequest constructs an http.Request for the ListSegments method
 func NewListSegmentsRequest(server string, app AppSlug, params *ListSegmentsParams) (*http.Request, error) {
 	var err error
@@ -5929,6 +7885,594 @@ func NewPutSegmentRequestWithBody(server string, app AppSlug, segment SegmentKey
 	}
 
 	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
+// NewGetVersionSchemaNeedsRequest constructs an http.Request for the GetVersionSchemaNeeds method
+func NewGetVersionSchemaNeedsRequest(server string, app AppSlug, version string) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "app", app, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam1 string
+
+	pathParam1, err = runtime.StyleParamWithOptions("simple", false, "version", version, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/apps/%s/versions/%s/schema-needs", pathParam0, pathParam1)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewSetVersionSchemaNeedsRequest calls the generic SetVersionSchemaNeeds builder with application/json body
+func NewSetVersionSchemaNeedsRequest(server string, app AppSlug, version string, body SetVersionSchemaNeedsJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewSetVersionSchemaNeedsRequestWithBody(server, app, version, "application/json", bodyReader)
+}
+
+// NewSetVersionSchemaNeedsRequestWithBody constructs an http.Request for the SetVersionSchemaNeeds method, with any body, and a specified content type
+func NewSetVersionSchemaNeedsRequestWithBody(server string, app AppSlug, version string, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "app", app, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam1 string
+
+	pathParam1, err = runtime.StyleParamWithOptions("simple", false, "version", version, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/apps/%s/versions/%s/schema-needs", pathParam0, pathParam1)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPut, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
+// NewExportAuditLogRequest constructs an http.Request for the ExportAuditLog method
+func NewExportAuditLogRequest(server string, params *ExportAuditLogParams) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/audit")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if queryFrag, err := runtime.StyleParamWithOptions("form", true, "format", params.Format, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+			return nil, err
+		} else {
+			for _, qp := range strings.Split(queryFrag, "&") {
+				rawQueryFragments = append(rawQueryFragments, qp)
+			}
+		}
+
+		if params.App != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "app", *params.App, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Environment != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "environment", *params.Environment, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Actor != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "actor", *params.Actor, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.HideEngine != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "hide_engine", *params.HideEngine, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "boolean", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.From != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "from", *params.From, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.To != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "to", *params.To, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewGetHaltRequest constructs an http.Request for the GetHalt method
+func NewGetHaltRequest(server string) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/halt")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewStopLineRequest calls the generic StopLine builder with application/json body
+func NewStopLineRequest(server string, body StopLineJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewStopLineRequestWithBody(server, "application/json", bodyReader)
+}
+
+// NewStopLineRequestWithBody constructs an http.Request for the StopLine method, with any body, and a specified content type
+func NewStopLineRequestWithBody(server string, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/halt")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
+// NewLiftHaltRequest constructs an http.Request for the LiftHalt method
+func NewLiftHaltRequest(server string) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/halt/lift")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewListNotificationSubscriptionsRequest constructs an http.Request for the ListNotificationSubscriptions method
+func NewListNotificationSubscriptionsRequest(server string) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/notifications/subscriptions")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewCreateNotificationSubscriptionRequest calls the generic CreateNotificationSubscription builder with application/json body
+func NewCreateNotificationSubscriptionRequest(server string, body CreateNotificationSubscriptionJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewCreateNotificationSubscriptionRequestWithBody(server, "application/json", bodyReader)
+}
+
+// NewCreateNotificationSubscriptionRequestWithBody constructs an http.Request for the CreateNotificationSubscription method, with any body, and a specified content type
+func NewCreateNotificationSubscriptionRequestWithBody(server string, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/notifications/subscriptions")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
+// NewDeleteNotificationSubscriptionRequest constructs an http.Request for the DeleteNotificationSubscription method
+func NewDeleteNotificationSubscriptionRequest(server string, id NotificationSubscriptionID) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "integer", Format: "int64"})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/notifications/subscriptions/%s", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodDelete, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewGetNotificationSubscriptionRequest constructs an http.Request for the GetNotificationSubscription method
+func NewGetNotificationSubscriptionRequest(server string, id NotificationSubscriptionID) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "integer", Format: "int64"})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/notifications/subscriptions/%s", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewUpdateNotificationSubscriptionRequest calls the generic UpdateNotificationSubscription builder with application/json body
+func NewUpdateNotificationSubscriptionRequest(server string, id NotificationSubscriptionID, body UpdateNotificationSubscriptionJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewUpdateNotificationSubscriptionRequestWithBody(server, id, "application/json", bodyReader)
+}
+
+// NewUpdateNotificationSubscriptionRequestWithBody constructs an http.Request for the UpdateNotificationSubscription method, with any body, and a specified content type
+func NewUpdateNotificationSubscriptionRequestWithBody(server string, id NotificationSubscriptionID, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "integer", Format: "int64"})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/notifications/subscriptions/%s", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPatch, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
+// NewListNotificationDeliveriesRequest constructs an http.Request for the ListNotificationDeliveries method
+func NewListNotificationDeliveriesRequest(server string, id NotificationSubscriptionID, params *ListNotificationDeliveriesParams) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "integer", Format: "int64"})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/notifications/subscriptions/%s/deliveries", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.Limit != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "limit", *params.Limit, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewTestNotificationSubscriptionRequest constructs an http.Request for the TestNotificationSubscription method
+func NewTestNotificationSubscriptionRequest(server string, id NotificationSubscriptionID) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "integer", Format: "int64"})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/notifications/subscriptions/%s/test", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
 
 	return req, nil
 }
@@ -6381,6 +8925,53 @@ func NewIngestMetricsRequestWithBody(server string, id RunID, contentType string
 	return req, nil
 }
 
+// NewOverrideRunRequest calls the generic OverrideRun builder with application/json body
+func NewOverrideRunRequest(server string, id RunID, body OverrideRunJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewOverrideRunRequestWithBody(server, id, "application/json", bodyReader)
+}
+
+// NewOverrideRunRequestWithBody constructs an http.Request for the OverrideRun method, with any body, and a specified content type
+func NewOverrideRunRequestWithBody(server string, id RunID, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "integer", Format: "int64"})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/runs/%s/override", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
 // NewListTokensRequest constructs an http.Request for the ListTokens method
 func NewListTokensRequest(server string, params *ListTokensParams) (*http.Request, error) {
 	var err error
@@ -6742,6 +9333,89 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with PUT /api/v1/apps/{app}/environments/{env}/approval-policy (the `SetApprovalPolicy` operationId).
 	SetApprovalPolicyWithResponse(ctx context.Context, app AppSlug, env EnvironmentName, body SetApprovalPolicyJSONRequestBody, reqEditors ...RequestEditorFn) (*SetApprovalPolicyResponse, error)
 
+	// GetDeployWindowsWithResponse Read the deploy windows of an environment
+	//
+	// When runs may start and move on in the environment, and what happens
+	// to a run asked to start outside its windows or during a freeze. No
+	// windows means deploys are allowed at any time.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /api/v1/apps/{app}/environments/{env}/deploy-windows (the `GetDeployWindows` operationId).
+	GetDeployWindowsWithResponse(ctx context.Context, app AppSlug, env EnvironmentName, reqEditors ...RequestEditorFn) (*GetDeployWindowsResponse, error)
+
+	// PutDeployWindowsWithBodyWithResponse Replace the deploy windows of an environment
+	//
+	// Replaces every window and the outside policy. A window opens on each
+	// of its `days` at `start` and closes at `end`, wall-clock time in its
+	// IANA `time_zone` (daylight-saving changes included); an `end` before
+	// the `start` runs overnight into the next day. Outside the windows,
+	// `wait` keeps new runs pending until a window opens and `refuse`
+	// answers 409 saying when they may run. A run in flight when a window
+	// closes finishes its current phase, pauses, and resumes by itself
+	// when a window opens. Needs the `admin` scope.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with PUT /api/v1/apps/{app}/environments/{env}/deploy-windows (the `PutDeployWindows` operationId).
+	PutDeployWindowsWithBodyWithResponse(ctx context.Context, app AppSlug, env EnvironmentName, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*PutDeployWindowsResponse, error)
+
+	// PutDeployWindowsWithResponse Replace the deploy windows of an environment
+	//
+	// Replaces every window and the outside policy. A window opens on each
+	// of its `days` at `start` and closes at `end`, wall-clock time in its
+	// IANA `time_zone` (daylight-saving changes included); an `end` before
+	// the `start` runs overnight into the next day. Outside the windows,
+	// `wait` keeps new runs pending until a window opens and `refuse`
+	// answers 409 saying when they may run. A run in flight when a window
+	// closes finishes its current phase, pauses, and resumes by itself
+	// when a window opens. Needs the `admin` scope.
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with PUT /api/v1/apps/{app}/environments/{env}/deploy-windows (the `PutDeployWindows` operationId).
+	PutDeployWindowsWithResponse(ctx context.Context, app AppSlug, env EnvironmentName, body PutDeployWindowsJSONRequestBody, reqEditors ...RequestEditorFn) (*PutDeployWindowsResponse, error)
+
+	// ListFreezesWithResponse List the freezes of an environment
+	//
+	// The environment's freezes, the latest to start first (at most 100).
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /api/v1/apps/{app}/environments/{env}/freezes (the `ListFreezes` operationId).
+	ListFreezesWithResponse(ctx context.Context, app AppSlug, env EnvironmentName, reqEditors ...RequestEditorFn) (*ListFreezesResponse, error)
+
+	// CreateFreezeWithBodyWithResponse Freeze an environment
+	//
+	// While a freeze is active no run starts or moves to its next phase in
+	// the environment (new runs wait or are refused, as the deploy windows'
+	// `outside` says). `starts_at` defaults to now. Needs the `admin` scope.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /api/v1/apps/{app}/environments/{env}/freezes (the `CreateFreeze` operationId).
+	CreateFreezeWithBodyWithResponse(ctx context.Context, app AppSlug, env EnvironmentName, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CreateFreezeResponse, error)
+
+	// CreateFreezeWithResponse Freeze an environment
+	//
+	// While a freeze is active no run starts or moves to its next phase in
+	// the environment (new runs wait or are refused, as the deploy windows'
+	// `outside` says). `starts_at` defaults to now. Needs the `admin` scope.
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /api/v1/apps/{app}/environments/{env}/freezes (the `CreateFreeze` operationId).
+	CreateFreezeWithResponse(ctx context.Context, app AppSlug, env EnvironmentName, body CreateFreezeJSONRequestBody, reqEditors ...RequestEditorFn) (*CreateFreezeResponse, error)
+
+	// EndFreezeWithResponse End a freeze early
+	//
+	// Ends an active or future freeze now. Needs the `admin` scope.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /api/v1/apps/{app}/environments/{env}/freezes/{freeze}/end (the `EndFreeze` operationId).
+	EndFreezeWithResponse(ctx context.Context, app AppSlug, env EnvironmentName, freeze int64, reqEditors ...RequestEditorFn) (*EndFreezeResponse, error)
+
 	// CreateRunWithBodyWithResponse Start a run
 	//
 	// Deploys a version to the environment. The run starts at once when the
@@ -7068,6 +9742,70 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with GET /api/v1/apps/{app}/flags/{flag}/history (the `ListFlagHistory` operationId).
 	ListFlagHistoryWithResponse(ctx context.Context, app AppSlug, flag FlagKey, params *ListFlagHistoryParams, reqEditors ...RequestEditorFn) (*ListFlagHistoryResponse, error)
 
+	// ListSchemaChangesWithResponse List an app's expand–contract schema changes
+	//
+	// Every schema change of the app with the phase each environment has
+	// reached (expand, migrate, contract, in that order).
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /api/v1/apps/{app}/schema-changes (the `ListSchemaChanges` operationId).
+	ListSchemaChangesWithResponse(ctx context.Context, app AppSlug, reqEditors ...RequestEditorFn) (*ListSchemaChangesResponse, error)
+
+	// CreateSchemaChangeWithBodyWithResponse Track a new expand–contract schema change
+	//
+	// A schema change is made in three deployments: expand (add the new
+	// column), migrate (write both, backfill, read the new), contract
+	// (drop the old). Record each phase per environment as it is done;
+	// versions declare the phase they need (`.../versions/{version}/schema-needs`),
+	// and a run of a version an environment's schema is not ready for is
+	// refused, as is a rollback to a version that predates a contracted
+	// change. Needs the `deploy` scope.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /api/v1/apps/{app}/schema-changes (the `CreateSchemaChange` operationId).
+	CreateSchemaChangeWithBodyWithResponse(ctx context.Context, app AppSlug, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CreateSchemaChangeResponse, error)
+
+	// CreateSchemaChangeWithResponse Track a new expand–contract schema change
+	//
+	// A schema change is made in three deployments: expand (add the new
+	// column), migrate (write both, backfill, read the new), contract
+	// (drop the old). Record each phase per environment as it is done;
+	// versions declare the phase they need (`.../versions/{version}/schema-needs`),
+	// and a run of a version an environment's schema is not ready for is
+	// refused, as is a rollback to a version that predates a contracted
+	// change. Needs the `deploy` scope.
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /api/v1/apps/{app}/schema-changes (the `CreateSchemaChange` operationId).
+	CreateSchemaChangeWithResponse(ctx context.Context, app AppSlug, body CreateSchemaChangeJSONRequestBody, reqEditors ...RequestEditorFn) (*CreateSchemaChangeResponse, error)
+
+	// RecordSchemaPhaseWithBodyWithResponse Record that an environment reached a phase of a schema change
+	//
+	// Phases are reached in order, one at a time; recording the phase the
+	// environment is at already changes nothing. `run_id` names the
+	// deployment that carried the phase, when there was one. Needs the
+	// `deploy` scope.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /api/v1/apps/{app}/schema-changes/{change}/environments/{env}/phases (the `RecordSchemaPhase` operationId).
+	RecordSchemaPhaseWithBodyWithResponse(ctx context.Context, app AppSlug, change string, env EnvironmentName, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*RecordSchemaPhaseResponse, error)
+
+	// RecordSchemaPhaseWithResponse Record that an environment reached a phase of a schema change
+	//
+	// Phases are reached in order, one at a time; recording the phase the
+	// environment is at already changes nothing. `run_id` names the
+	// deployment that carried the phase, when there was one. Needs the
+	// `deploy` scope.
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /api/v1/apps/{app}/schema-changes/{change}/environments/{env}/phases (the `RecordSchemaPhase` operationId).
+	RecordSchemaPhaseWithResponse(ctx context.Context, app AppSlug, change string, env EnvironmentName, body RecordSchemaPhaseJSONRequestBody, reqEditors ...RequestEditorFn) (*RecordSchemaPhaseResponse, error)
+
 	// ListSegmentsWithResponse List the segments of an app
 	//
 	// Lists the app's segments, the groups of users its flags' rules can target, ordered by key.
@@ -7110,6 +9848,211 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with PUT /api/v1/apps/{app}/segments/{segment} (the `PutSegment` operationId).
 	PutSegmentWithResponse(ctx context.Context, app AppSlug, segment SegmentKey, body PutSegmentJSONRequestBody, reqEditors ...RequestEditorFn) (*PutSegmentResponse, error)
+
+	// GetVersionSchemaNeedsWithResponse Read the schema phases a version needs
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /api/v1/apps/{app}/versions/{version}/schema-needs (the `GetVersionSchemaNeeds` operationId).
+	GetVersionSchemaNeedsWithResponse(ctx context.Context, app AppSlug, version string, reqEditors ...RequestEditorFn) (*GetVersionSchemaNeedsResponse, error)
+
+	// SetVersionSchemaNeedsWithBodyWithResponse Record the schema phases a version needs
+	//
+	// Replaces what the version needs: for each schema change, the phase
+	// an environment must have reached before the version may run there
+	// (a version that reads the new column needs `migrate`). A version
+	// that needs `migrate` or later of a change is also one that works
+	// after its contract. Needs the `deploy` scope.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with PUT /api/v1/apps/{app}/versions/{version}/schema-needs (the `SetVersionSchemaNeeds` operationId).
+	SetVersionSchemaNeedsWithBodyWithResponse(ctx context.Context, app AppSlug, version string, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*SetVersionSchemaNeedsResponse, error)
+
+	// SetVersionSchemaNeedsWithResponse Record the schema phases a version needs
+	//
+	// Replaces what the version needs: for each schema change, the phase
+	// an environment must have reached before the version may run there
+	// (a version that reads the new column needs `migrate`). A version
+	// that needs `migrate` or later of a change is also one that works
+	// after its contract. Needs the `deploy` scope.
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with PUT /api/v1/apps/{app}/versions/{version}/schema-needs (the `SetVersionSchemaNeeds` operationId).
+	SetVersionSchemaNeedsWithResponse(ctx context.Context, app AppSlug, version string, body SetVersionSchemaNeedsJSONRequestBody, reqEditors ...RequestEditorFn) (*SetVersionSchemaNeedsResponse, error)
+
+	// ExportAuditLogWithResponse Export the audit log
+	//
+	// Streams the audit log, newest first, as JSON lines (one
+	// `AuditLogEntry` object per line) or as CSV with a header row and the
+	// columns at, kind, actor, action, app, environment, run_id, detail,
+	// remote_addr, user_agent. The entries are what people and tokens did
+	// outside runs (sign-ins, settings, users), every run event and every
+	// flag and segment change; `remote_addr` and `user_agent` say where a
+	// change came from and are empty for the engine's own steps. A CSV cell
+	// that a spreadsheet would run as a formula (starting with `=`, `+`,
+	// `-`, `@`, a tab or a carriage return) is written with a leading `'`.
+	// Needs an admin token; a token limited to some apps or environments
+	// must name one of them in `app` (and `environment`).
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /api/v1/audit (the `ExportAuditLog` operationId).
+	ExportAuditLogWithResponse(ctx context.Context, params *ExportAuditLogParams, reqEditors ...RequestEditorFn) (*ExportAuditLogResponse, error)
+
+	// GetHaltWithResponse Whether the line is stopped
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /api/v1/halt (the `GetHalt` operationId).
+	GetHaltWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*GetHaltResponse, error)
+
+	// StopLineWithBodyWithResponse Stop the line
+	//
+	// Halts every deployment of the installation at once: every running run
+	// and every run awaiting approval pauses with the reason "stop the
+	// line: <reason>", and new runs wait. Rollbacks in progress finish.
+	// Needs the `approve` scope.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /api/v1/halt (the `StopLine` operationId).
+	StopLineWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*StopLineResponse, error)
+
+	// StopLineWithResponse Stop the line
+	//
+	// Halts every deployment of the installation at once: every running run
+	// and every run awaiting approval pauses with the reason "stop the
+	// line: <reason>", and new runs wait. Rollbacks in progress finish.
+	// Needs the `approve` scope.
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /api/v1/halt (the `StopLine` operationId).
+	StopLineWithResponse(ctx context.Context, body StopLineJSONRequestBody, reqEditors ...RequestEditorFn) (*StopLineResponse, error)
+
+	// LiftHaltWithResponse Restart the line
+	//
+	// Lifts the halt: exactly the runs it paused (and that nobody resumed
+	// or paused since) resume; runs people paused themselves stay paused.
+	// Needs the `approve` scope.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /api/v1/halt/lift (the `LiftHalt` operationId).
+	LiftHaltWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*LiftHaltResponse, error)
+
+	// ListNotificationSubscriptionsWithResponse List notification subscriptions
+	//
+	// Lists every subscription by name. Secrets are never shown after
+	// creation, and URLs are shown as scheme and host only, since chat
+	// webhook URLs carry their own token. Needs an admin token.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /api/v1/notifications/subscriptions (the `ListNotificationSubscriptions` operationId).
+	ListNotificationSubscriptionsWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*ListNotificationSubscriptionsResponse, error)
+
+	// CreateNotificationSubscriptionWithBodyWithResponse Subscribe a URL to run and flag events
+	//
+	// Creates a subscription. Every notification is POSTed to `url`,
+	// signed like the webhook driver's deliveries
+	// (`Flightdeck-Signature: t=<unix>,v1=<hex HMAC-SHA256 of "<t>.<body>">`
+	// keyed with the secret), with the delivery's id in
+	// `Flightdeck-Delivery` (the same for every attempt) and the event
+	// type in `Flightdeck-Event`. Event types: run.created, run.queued,
+	// run.started, run.paused, run.resumed, run.promoted,
+	// run.rolling_back, run.succeeded, run.rolled_back, run.aborted,
+	// run.failed, approval.requested, approval.recorded,
+	// approval.approved, approval.rejected, approval.escalated,
+	// flag.created, flag.updated, flag.state_changed, flag.killed,
+	// flag.rollout_started, flag.rollout_advanced,
+	// flag.rollout_completed, flag.rollout_rolled_back,
+	// flag.rollout_cancelled; or a group such as `run.*`, or `*`. The
+	// secret is in the answer and never shown again. Failed sends (5xx,
+	// 429, no answer within 10 s) are retried after 10 s, 30 s, 2 min,
+	// 10 min and 1 h. Needs an admin token.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /api/v1/notifications/subscriptions (the `CreateNotificationSubscription` operationId).
+	CreateNotificationSubscriptionWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CreateNotificationSubscriptionResponse, error)
+
+	// CreateNotificationSubscriptionWithResponse Subscribe a URL to run and flag events
+	//
+	// Creates a subscription. Every notification is POSTed to `url`,
+	// signed like the webhook driver's deliveries
+	// (`Flightdeck-Signature: t=<unix>,v1=<hex HMAC-SHA256 of "<t>.<body>">`
+	// keyed with the secret), with the delivery's id in
+	// `Flightdeck-Delivery` (the same for every attempt) and the event
+	// type in `Flightdeck-Event`. Event types: run.created, run.queued,
+	// run.started, run.paused, run.resumed, run.promoted,
+	// run.rolling_back, run.succeeded, run.rolled_back, run.aborted,
+	// run.failed, approval.requested, approval.recorded,
+	// approval.approved, approval.rejected, approval.escalated,
+	// flag.created, flag.updated, flag.state_changed, flag.killed,
+	// flag.rollout_started, flag.rollout_advanced,
+	// flag.rollout_completed, flag.rollout_rolled_back,
+	// flag.rollout_cancelled; or a group such as `run.*`, or `*`. The
+	// secret is in the answer and never shown again. Failed sends (5xx,
+	// 429, no answer within 10 s) are retried after 10 s, 30 s, 2 min,
+	// 10 min and 1 h. Needs an admin token.
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /api/v1/notifications/subscriptions (the `CreateNotificationSubscription` operationId).
+	CreateNotificationSubscriptionWithResponse(ctx context.Context, body CreateNotificationSubscriptionJSONRequestBody, reqEditors ...RequestEditorFn) (*CreateNotificationSubscriptionResponse, error)
+
+	// DeleteNotificationSubscriptionWithResponse Delete a notification subscription and its delivery log
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with DELETE /api/v1/notifications/subscriptions/{id} (the `DeleteNotificationSubscription` operationId).
+	DeleteNotificationSubscriptionWithResponse(ctx context.Context, id NotificationSubscriptionID, reqEditors ...RequestEditorFn) (*DeleteNotificationSubscriptionResponse, error)
+
+	// GetNotificationSubscriptionWithResponse Read a notification subscription
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /api/v1/notifications/subscriptions/{id} (the `GetNotificationSubscription` operationId).
+	GetNotificationSubscriptionWithResponse(ctx context.Context, id NotificationSubscriptionID, reqEditors ...RequestEditorFn) (*GetNotificationSubscriptionResponse, error)
+
+	// UpdateNotificationSubscriptionWithBodyWithResponse Change a notification subscription
+	//
+	// Changes the fields sent; the others, and the secret, stay. Send `enabled` false to pause deliveries.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with PATCH /api/v1/notifications/subscriptions/{id} (the `UpdateNotificationSubscription` operationId).
+	UpdateNotificationSubscriptionWithBodyWithResponse(ctx context.Context, id NotificationSubscriptionID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*UpdateNotificationSubscriptionResponse, error)
+
+	// UpdateNotificationSubscriptionWithResponse Change a notification subscription
+	//
+	// Changes the fields sent; the others, and the secret, stay. Send `enabled` false to pause deliveries.
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with PATCH /api/v1/notifications/subscriptions/{id} (the `UpdateNotificationSubscription` operationId).
+	UpdateNotificationSubscriptionWithResponse(ctx context.Context, id NotificationSubscriptionID, body UpdateNotificationSubscriptionJSONRequestBody, reqEditors ...RequestEditorFn) (*UpdateNotificationSubscriptionResponse, error)
+
+	// ListNotificationDeliveriesWithResponse The delivery log of a subscription
+	//
+	// The newest deliveries first, each with every attempt (status code, the first 300 bytes of the answer, error, duration).
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /api/v1/notifications/subscriptions/{id}/deliveries (the `ListNotificationDeliveries` operationId).
+	ListNotificationDeliveriesWithResponse(ctx context.Context, id NotificationSubscriptionID, params *ListNotificationDeliveriesParams, reqEditors ...RequestEditorFn) (*ListNotificationDeliveriesResponse, error)
+
+	// TestNotificationSubscriptionWithResponse Send a test notification
+	//
+	// Enqueues a test notification (type `test`) in the subscription's format; the next pass of a dispatcher sends it, within seconds. Follow it in the delivery log.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /api/v1/notifications/subscriptions/{id}/test (the `TestNotificationSubscription` operationId).
+	TestNotificationSubscriptionWithResponse(ctx context.Context, id NotificationSubscriptionID, reqEditors ...RequestEditorFn) (*TestNotificationSubscriptionResponse, error)
 
 	// GetOpenAPIDocumentWithResponse This document
 	//
@@ -7278,6 +10221,34 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with POST /api/v1/runs/{id}/metrics (the `IngestMetrics` operationId).
 	IngestMetricsWithResponse(ctx context.Context, id RunID, body IngestMetricsJSONRequestBody, reqEditors ...RequestEditorFn) (*IngestMetricsResponse, error)
+
+	// OverrideRunWithBodyWithResponse Let a waiting run go despite windows and freezes
+	//
+	// An admin lets one run that waits for a deploy window or a freeze
+	// (pending, or paused by the window or the freeze) go now. The reason
+	// is required; it is recorded on the run as a `run.override` event and
+	// in the audit log. The halt cannot be overridden. To start a run
+	// outside the windows of an environment that refuses, send `override`
+	// when creating it. Needs the `admin` scope.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /api/v1/runs/{id}/override (the `OverrideRun` operationId).
+	OverrideRunWithBodyWithResponse(ctx context.Context, id RunID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*OverrideRunResponse, error)
+
+	// OverrideRunWithResponse Let a waiting run go despite windows and freezes
+	//
+	// An admin lets one run that waits for a deploy window or a freeze
+	// (pending, or paused by the window or the freeze) go now. The reason
+	// is required; it is recorded on the run as a `run.override` event and
+	// in the audit log. The halt cannot be overridden. To start a run
+	// outside the windows of an environment that refuses, send `override`
+	// when creating it. Needs the `admin` scope.
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /api/v1/runs/{id}/override (the `OverrideRun` operationId).
+	OverrideRunWithResponse(ctx context.Context, id RunID, body OverrideRunJSONRequestBody, reqEditors ...RequestEditorFn) (*OverrideRunResponse, error)
 
 	// ListTokensWithResponse List API tokens
 	//
@@ -8188,6 +11159,365 @@ func (r SetApprovalPolicyResponse) StatusCode() int {
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r SetApprovalPolicyResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type GetDeployWindowsResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *DeployWindows
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFound
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r GetDeployWindowsResponse) GetJSON200() *DeployWindows {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r GetDeployWindowsResponse) GetApplicationproblemJSON401() *Unauthorized {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r GetDeployWindowsResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r GetDeployWindowsResponse) GetApplicationproblemJSON404() *NotFound {
+	return r.ApplicationproblemJSON404
+}
+
+// GetBody returns the raw response body bytes
+func (r GetDeployWindowsResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetDeployWindowsResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetDeployWindowsResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetDeployWindowsResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type PutDeployWindowsResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *DeployWindows
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *BadRequest
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFound
+	// ApplicationproblemJSON415 the response for an HTTP 415 `application/problem+json` response
+	ApplicationproblemJSON415 *UnsupportedMediaType
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *ValidationFailed
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r PutDeployWindowsResponse) GetJSON200() *DeployWindows {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r PutDeployWindowsResponse) GetApplicationproblemJSON400() *BadRequest {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r PutDeployWindowsResponse) GetApplicationproblemJSON401() *Unauthorized {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r PutDeployWindowsResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r PutDeployWindowsResponse) GetApplicationproblemJSON404() *NotFound {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON415 returns the response for an HTTP 415 `application/problem+json` response
+func (r PutDeployWindowsResponse) GetApplicationproblemJSON415() *UnsupportedMediaType {
+	return r.ApplicationproblemJSON415
+}
+
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r PutDeployWindowsResponse) GetApplicationproblemJSON422() *ValidationFailed {
+	return r.ApplicationproblemJSON422
+}
+
+// GetBody returns the raw response body bytes
+func (r PutDeployWindowsResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r PutDeployWindowsResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r PutDeployWindowsResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r PutDeployWindowsResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type ListFreezesResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *FreezeList
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFound
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r ListFreezesResponse) GetJSON200() *FreezeList {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r ListFreezesResponse) GetApplicationproblemJSON401() *Unauthorized {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r ListFreezesResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r ListFreezesResponse) GetApplicationproblemJSON404() *NotFound {
+	return r.ApplicationproblemJSON404
+}
+
+// GetBody returns the raw response body bytes
+func (r ListFreezesResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ListFreezesResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ListFreezesResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ListFreezesResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type CreateFreezeResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON201 the response for an HTTP 201 `application/json` response
+	JSON201 *Freeze
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *BadRequest
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFound
+	// ApplicationproblemJSON415 the response for an HTTP 415 `application/problem+json` response
+	ApplicationproblemJSON415 *UnsupportedMediaType
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *ValidationFailed
+}
+
+// GetJSON201 returns the response for an HTTP 201 `application/json` response
+func (r CreateFreezeResponse) GetJSON201() *Freeze {
+	return r.JSON201
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r CreateFreezeResponse) GetApplicationproblemJSON400() *BadRequest {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r CreateFreezeResponse) GetApplicationproblemJSON401() *Unauthorized {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r CreateFreezeResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r CreateFreezeResponse) GetApplicationproblemJSON404() *NotFound {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON415 returns the response for an HTTP 415 `application/problem+json` response
+func (r CreateFreezeResponse) GetApplicationproblemJSON415() *UnsupportedMediaType {
+	return r.ApplicationproblemJSON415
+}
+
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r CreateFreezeResponse) GetApplicationproblemJSON422() *ValidationFailed {
+	return r.ApplicationproblemJSON422
+}
+
+// GetBody returns the raw response body bytes
+func (r CreateFreezeResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r CreateFreezeResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r CreateFreezeResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r CreateFreezeResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type EndFreezeResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *Freeze
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFound
+	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
+	ApplicationproblemJSON409 *Conflict
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r EndFreezeResponse) GetJSON200() *Freeze {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r EndFreezeResponse) GetApplicationproblemJSON401() *Unauthorized {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r EndFreezeResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r EndFreezeResponse) GetApplicationproblemJSON404() *NotFound {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
+func (r EndFreezeResponse) GetApplicationproblemJSON409() *Conflict {
+	return r.ApplicationproblemJSON409
+}
+
+// GetBody returns the raw response body bytes
+func (r EndFreezeResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r EndFreezeResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r EndFreezeResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r EndFreezeResponse) ContentType() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
@@ -9315,6 +12645,255 @@ func (r ListFlagHistoryResponse) ContentType() string {
 	return ""
 }
 
+type ListSchemaChangesResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *SchemaChangeList
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFound
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r ListSchemaChangesResponse) GetJSON200() *SchemaChangeList {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r ListSchemaChangesResponse) GetApplicationproblemJSON401() *Unauthorized {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r ListSchemaChangesResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r ListSchemaChangesResponse) GetApplicationproblemJSON404() *NotFound {
+	return r.ApplicationproblemJSON404
+}
+
+// GetBody returns the raw response body bytes
+func (r ListSchemaChangesResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ListSchemaChangesResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ListSchemaChangesResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ListSchemaChangesResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type CreateSchemaChangeResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON201 the response for an HTTP 201 `application/json` response
+	JSON201 *SchemaChange
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *BadRequest
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFound
+	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
+	ApplicationproblemJSON409 *Conflict
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *PayloadTooLarge
+	// ApplicationproblemJSON415 the response for an HTTP 415 `application/problem+json` response
+	ApplicationproblemJSON415 *UnsupportedMediaType
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *ValidationFailed
+}
+
+// GetJSON201 returns the response for an HTTP 201 `application/json` response
+func (r CreateSchemaChangeResponse) GetJSON201() *SchemaChange {
+	return r.JSON201
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r CreateSchemaChangeResponse) GetApplicationproblemJSON400() *BadRequest {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r CreateSchemaChangeResponse) GetApplicationproblemJSON401() *Unauthorized {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r CreateSchemaChangeResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r CreateSchemaChangeResponse) GetApplicationproblemJSON404() *NotFound {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
+func (r CreateSchemaChangeResponse) GetApplicationproblemJSON409() *Conflict {
+	return r.ApplicationproblemJSON409
+}
+
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r CreateSchemaChangeResponse) GetApplicationproblemJSON413() *PayloadTooLarge {
+	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON415 returns the response for an HTTP 415 `application/problem+json` response
+func (r CreateSchemaChangeResponse) GetApplicationproblemJSON415() *UnsupportedMediaType {
+	return r.ApplicationproblemJSON415
+}
+
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r CreateSchemaChangeResponse) GetApplicationproblemJSON422() *ValidationFailed {
+	return r.ApplicationproblemJSON422
+}
+
+// GetBody returns the raw response body bytes
+func (r CreateSchemaChangeResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r CreateSchemaChangeResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r CreateSchemaChangeResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r CreateSchemaChangeResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type RecordSchemaPhaseResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *SchemaChange
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *BadRequest
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFound
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *PayloadTooLarge
+	// ApplicationproblemJSON415 the response for an HTTP 415 `application/problem+json` response
+	ApplicationproblemJSON415 *UnsupportedMediaType
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *ValidationFailed
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r RecordSchemaPhaseResponse) GetJSON200() *SchemaChange {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r RecordSchemaPhaseResponse) GetApplicationproblemJSON400() *BadRequest {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r RecordSchemaPhaseResponse) GetApplicationproblemJSON401() *Unauthorized {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r RecordSchemaPhaseResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r RecordSchemaPhaseResponse) GetApplicationproblemJSON404() *NotFound {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r RecordSchemaPhaseResponse) GetApplicationproblemJSON413() *PayloadTooLarge {
+	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON415 returns the response for an HTTP 415 `application/problem+json` response
+func (r RecordSchemaPhaseResponse) GetApplicationproblemJSON415() *UnsupportedMediaType {
+	return r.ApplicationproblemJSON415
+}
+
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r RecordSchemaPhaseResponse) GetApplicationproblemJSON422() *ValidationFailed {
+	return r.ApplicationproblemJSON422
+}
+
+// GetBody returns the raw response body bytes
+func (r RecordSchemaPhaseResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r RecordSchemaPhaseResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r RecordSchemaPhaseResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r RecordSchemaPhaseResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
 type ListSegmentsResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -9489,6 +13068,903 @@ func (r PutSegmentResponse) StatusCode() int {
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r PutSegmentResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type GetVersionSchemaNeedsResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *VersionSchemaNeeds
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFound
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r GetVersionSchemaNeedsResponse) GetJSON200() *VersionSchemaNeeds {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r GetVersionSchemaNeedsResponse) GetApplicationproblemJSON401() *Unauthorized {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r GetVersionSchemaNeedsResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r GetVersionSchemaNeedsResponse) GetApplicationproblemJSON404() *NotFound {
+	return r.ApplicationproblemJSON404
+}
+
+// GetBody returns the raw response body bytes
+func (r GetVersionSchemaNeedsResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetVersionSchemaNeedsResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetVersionSchemaNeedsResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetVersionSchemaNeedsResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type SetVersionSchemaNeedsResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *VersionSchemaNeeds
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *BadRequest
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFound
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *PayloadTooLarge
+	// ApplicationproblemJSON415 the response for an HTTP 415 `application/problem+json` response
+	ApplicationproblemJSON415 *UnsupportedMediaType
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *ValidationFailed
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r SetVersionSchemaNeedsResponse) GetJSON200() *VersionSchemaNeeds {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r SetVersionSchemaNeedsResponse) GetApplicationproblemJSON400() *BadRequest {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r SetVersionSchemaNeedsResponse) GetApplicationproblemJSON401() *Unauthorized {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r SetVersionSchemaNeedsResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r SetVersionSchemaNeedsResponse) GetApplicationproblemJSON404() *NotFound {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r SetVersionSchemaNeedsResponse) GetApplicationproblemJSON413() *PayloadTooLarge {
+	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON415 returns the response for an HTTP 415 `application/problem+json` response
+func (r SetVersionSchemaNeedsResponse) GetApplicationproblemJSON415() *UnsupportedMediaType {
+	return r.ApplicationproblemJSON415
+}
+
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r SetVersionSchemaNeedsResponse) GetApplicationproblemJSON422() *ValidationFailed {
+	return r.ApplicationproblemJSON422
+}
+
+// GetBody returns the raw response body bytes
+func (r SetVersionSchemaNeedsResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r SetVersionSchemaNeedsResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r SetVersionSchemaNeedsResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r SetVersionSchemaNeedsResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// ExportAuditLogResponse200Headers the declared response headers of an HTTP 200 response for ExportAuditLog
+type ExportAuditLogResponse200Headers struct {
+	ContentDisposition *string
+}
+
+type ExportAuditLogResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *BadRequest
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *ExportAuditLogResponse200Headers
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r ExportAuditLogResponse) GetApplicationproblemJSON400() *BadRequest {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r ExportAuditLogResponse) GetApplicationproblemJSON401() *Unauthorized {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r ExportAuditLogResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
+}
+
+// GetBody returns the raw response body bytes
+func (r ExportAuditLogResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ExportAuditLogResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ExportAuditLogResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ExportAuditLogResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type GetHaltResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *Halt
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r GetHaltResponse) GetJSON200() *Halt {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r GetHaltResponse) GetApplicationproblemJSON401() *Unauthorized {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r GetHaltResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
+}
+
+// GetBody returns the raw response body bytes
+func (r GetHaltResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetHaltResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetHaltResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetHaltResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type StopLineResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *Halt
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *BadRequest
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
+	ApplicationproblemJSON409 *Conflict
+	// ApplicationproblemJSON415 the response for an HTTP 415 `application/problem+json` response
+	ApplicationproblemJSON415 *UnsupportedMediaType
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *ValidationFailed
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r StopLineResponse) GetJSON200() *Halt {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r StopLineResponse) GetApplicationproblemJSON400() *BadRequest {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r StopLineResponse) GetApplicationproblemJSON401() *Unauthorized {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r StopLineResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
+func (r StopLineResponse) GetApplicationproblemJSON409() *Conflict {
+	return r.ApplicationproblemJSON409
+}
+
+// GetApplicationproblemJSON415 returns the response for an HTTP 415 `application/problem+json` response
+func (r StopLineResponse) GetApplicationproblemJSON415() *UnsupportedMediaType {
+	return r.ApplicationproblemJSON415
+}
+
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r StopLineResponse) GetApplicationproblemJSON422() *ValidationFailed {
+	return r.ApplicationproblemJSON422
+}
+
+// GetBody returns the raw response body bytes
+func (r StopLineResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r StopLineResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r StopLineResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r StopLineResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type LiftHaltResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *Halt
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
+	ApplicationproblemJSON409 *Conflict
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r LiftHaltResponse) GetJSON200() *Halt {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r LiftHaltResponse) GetApplicationproblemJSON401() *Unauthorized {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r LiftHaltResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
+func (r LiftHaltResponse) GetApplicationproblemJSON409() *Conflict {
+	return r.ApplicationproblemJSON409
+}
+
+// GetBody returns the raw response body bytes
+func (r LiftHaltResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r LiftHaltResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r LiftHaltResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r LiftHaltResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type ListNotificationSubscriptionsResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *NotificationSubscriptionList
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r ListNotificationSubscriptionsResponse) GetJSON200() *NotificationSubscriptionList {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r ListNotificationSubscriptionsResponse) GetApplicationproblemJSON401() *Unauthorized {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r ListNotificationSubscriptionsResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
+}
+
+// GetBody returns the raw response body bytes
+func (r ListNotificationSubscriptionsResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ListNotificationSubscriptionsResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ListNotificationSubscriptionsResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ListNotificationSubscriptionsResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// CreateNotificationSubscriptionResponse201Headers the declared response headers of an HTTP 201 response for CreateNotificationSubscription
+type CreateNotificationSubscriptionResponse201Headers struct {
+	Location *string
+}
+
+type CreateNotificationSubscriptionResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON201 the response for an HTTP 201 `application/json` response
+	JSON201 *CreatedNotificationSubscription
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *BadRequest
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
+	ApplicationproblemJSON409 *Conflict
+	// ApplicationproblemJSON415 the response for an HTTP 415 `application/problem+json` response
+	ApplicationproblemJSON415 *UnsupportedMediaType
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *ValidationFailed
+	// Headers201 the parsed response headers for an HTTP 201 response
+	Headers201 *CreateNotificationSubscriptionResponse201Headers
+}
+
+// GetJSON201 returns the response for an HTTP 201 `application/json` response
+func (r CreateNotificationSubscriptionResponse) GetJSON201() *CreatedNotificationSubscription {
+	return r.JSON201
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r CreateNotificationSubscriptionResponse) GetApplicationproblemJSON400() *BadRequest {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r CreateNotificationSubscriptionResponse) GetApplicationproblemJSON401() *Unauthorized {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r CreateNotificationSubscriptionResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
+func (r CreateNotificationSubscriptionResponse) GetApplicationproblemJSON409() *Conflict {
+	return r.ApplicationproblemJSON409
+}
+
+// GetApplicationproblemJSON415 returns the response for an HTTP 415 `application/problem+json` response
+func (r CreateNotificationSubscriptionResponse) GetApplicationproblemJSON415() *UnsupportedMediaType {
+	return r.ApplicationproblemJSON415
+}
+
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r CreateNotificationSubscriptionResponse) GetApplicationproblemJSON422() *ValidationFailed {
+	return r.ApplicationproblemJSON422
+}
+
+// GetBody returns the raw response body bytes
+func (r CreateNotificationSubscriptionResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r CreateNotificationSubscriptionResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r CreateNotificationSubscriptionResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r CreateNotificationSubscriptionResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type DeleteNotificationSubscriptionResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFound
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r DeleteNotificationSubscriptionResponse) GetApplicationproblemJSON401() *Unauthorized {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r DeleteNotificationSubscriptionResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r DeleteNotificationSubscriptionResponse) GetApplicationproblemJSON404() *NotFound {
+	return r.ApplicationproblemJSON404
+}
+
+// GetBody returns the raw response body bytes
+func (r DeleteNotificationSubscriptionResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r DeleteNotificationSubscriptionResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r DeleteNotificationSubscriptionResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r DeleteNotificationSubscriptionResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type GetNotificationSubscriptionResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *NotificationSubscription
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFound
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r GetNotificationSubscriptionResponse) GetJSON200() *NotificationSubscription {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r GetNotificationSubscriptionResponse) GetApplicationproblemJSON401() *Unauthorized {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r GetNotificationSubscriptionResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r GetNotificationSubscriptionResponse) GetApplicationproblemJSON404() *NotFound {
+	return r.ApplicationproblemJSON404
+}
+
+// GetBody returns the raw response body bytes
+func (r GetNotificationSubscriptionResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetNotificationSubscriptionResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetNotificationSubscriptionResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetNotificationSubscriptionResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type UpdateNotificationSubscriptionResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *NotificationSubscription
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *BadRequest
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFound
+	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
+	ApplicationproblemJSON409 *Conflict
+	// ApplicationproblemJSON415 the response for an HTTP 415 `application/problem+json` response
+	ApplicationproblemJSON415 *UnsupportedMediaType
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *ValidationFailed
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r UpdateNotificationSubscriptionResponse) GetJSON200() *NotificationSubscription {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r UpdateNotificationSubscriptionResponse) GetApplicationproblemJSON400() *BadRequest {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r UpdateNotificationSubscriptionResponse) GetApplicationproblemJSON401() *Unauthorized {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r UpdateNotificationSubscriptionResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r UpdateNotificationSubscriptionResponse) GetApplicationproblemJSON404() *NotFound {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
+func (r UpdateNotificationSubscriptionResponse) GetApplicationproblemJSON409() *Conflict {
+	return r.ApplicationproblemJSON409
+}
+
+// GetApplicationproblemJSON415 returns the response for an HTTP 415 `application/problem+json` response
+func (r UpdateNotificationSubscriptionResponse) GetApplicationproblemJSON415() *UnsupportedMediaType {
+	return r.ApplicationproblemJSON415
+}
+
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r UpdateNotificationSubscriptionResponse) GetApplicationproblemJSON422() *ValidationFailed {
+	return r.ApplicationproblemJSON422
+}
+
+// GetBody returns the raw response body bytes
+func (r UpdateNotificationSubscriptionResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r UpdateNotificationSubscriptionResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r UpdateNotificationSubscriptionResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r UpdateNotificationSubscriptionResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type ListNotificationDeliveriesResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *NotificationDeliveryList
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *BadRequest
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFound
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r ListNotificationDeliveriesResponse) GetJSON200() *NotificationDeliveryList {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r ListNotificationDeliveriesResponse) GetApplicationproblemJSON400() *BadRequest {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r ListNotificationDeliveriesResponse) GetApplicationproblemJSON401() *Unauthorized {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r ListNotificationDeliveriesResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r ListNotificationDeliveriesResponse) GetApplicationproblemJSON404() *NotFound {
+	return r.ApplicationproblemJSON404
+}
+
+// GetBody returns the raw response body bytes
+func (r ListNotificationDeliveriesResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ListNotificationDeliveriesResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ListNotificationDeliveriesResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ListNotificationDeliveriesResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type TestNotificationSubscriptionResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON202 the response for an HTTP 202 `application/json` response
+	JSON202 *NotificationDelivery
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFound
+}
+
+// GetJSON202 returns the response for an HTTP 202 `application/json` response
+func (r TestNotificationSubscriptionResponse) GetJSON202() *NotificationDelivery {
+	return r.JSON202
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r TestNotificationSubscriptionResponse) GetApplicationproblemJSON401() *Unauthorized {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r TestNotificationSubscriptionResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r TestNotificationSubscriptionResponse) GetApplicationproblemJSON404() *NotFound {
+	return r.ApplicationproblemJSON404
+}
+
+// GetBody returns the raw response body bytes
+func (r TestNotificationSubscriptionResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r TestNotificationSubscriptionResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r TestNotificationSubscriptionResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r TestNotificationSubscriptionResponse) ContentType() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
@@ -10096,6 +14572,96 @@ func (r IngestMetricsResponse) ContentType() string {
 	return ""
 }
 
+type OverrideRunResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *Run
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *BadRequest
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFound
+	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
+	ApplicationproblemJSON409 *Conflict
+	// ApplicationproblemJSON415 the response for an HTTP 415 `application/problem+json` response
+	ApplicationproblemJSON415 *UnsupportedMediaType
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *ValidationFailed
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r OverrideRunResponse) GetJSON200() *Run {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r OverrideRunResponse) GetApplicationproblemJSON400() *BadRequest {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r OverrideRunResponse) GetApplicationproblemJSON401() *Unauthorized {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r OverrideRunResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r OverrideRunResponse) GetApplicationproblemJSON404() *NotFound {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
+func (r OverrideRunResponse) GetApplicationproblemJSON409() *Conflict {
+	return r.ApplicationproblemJSON409
+}
+
+// GetApplicationproblemJSON415 returns the response for an HTTP 415 `application/problem+json` response
+func (r OverrideRunResponse) GetApplicationproblemJSON415() *UnsupportedMediaType {
+	return r.ApplicationproblemJSON415
+}
+
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r OverrideRunResponse) GetApplicationproblemJSON422() *ValidationFailed {
+	return r.ApplicationproblemJSON422
+}
+
+// GetBody returns the raw response body bytes
+func (r OverrideRunResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r OverrideRunResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r OverrideRunResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r OverrideRunResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
 type ListTokensResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -10590,6 +15156,131 @@ func (c *ClientWithResponses) SetApprovalPolicyWithResponse(ctx context.Context,
 	return ParseSetApprovalPolicyResponse(rsp)
 }
 
+// GetDeployWindowsWithResponse Read the deploy windows of an environment
+//
+// When runs may start and move on in the environment, and what happens
+// to a run asked to start outside its windows or during a freeze. No
+// windows means deploys are allowed at any time.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /api/v1/apps/{app}/environments/{env}/deploy-windows (the `GetDeployWindows` operationId).
+func (c *ClientWithResponses) GetDeployWindowsWithResponse(ctx context.Context, app AppSlug, env EnvironmentName, reqEditors ...RequestEditorFn) (*GetDeployWindowsResponse, error) {
+	rsp, err := c.GetDeployWindows(ctx, app, env, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetDeployWindowsResponse(rsp)
+}
+
+// PutDeployWindowsWithBodyWithResponse Replace the deploy windows of an environment
+//
+// Replaces every window and the outside policy. A window opens on each
+// of its `days` at `start` and closes at `end`, wall-clock time in its
+// IANA `time_zone` (daylight-saving changes included); an `end` before
+// the `start` runs overnight into the next day. Outside the windows,
+// `wait` keeps new runs pending until a window opens and `refuse`
+// answers 409 saying when they may run. A run in flight when a window
+// closes finishes its current phase, pauses, and resumes by itself
+// when a window opens. Needs the `admin` scope.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with PUT /api/v1/apps/{app}/environments/{env}/deploy-windows (the `PutDeployWindows` operationId).
+func (c *ClientWithResponses) PutDeployWindowsWithBodyWithResponse(ctx context.Context, app AppSlug, env EnvironmentName, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*PutDeployWindowsResponse, error) {
+	rsp, err := c.PutDeployWindowsWithBody(ctx, app, env, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParsePutDeployWindowsResponse(rsp)
+}
+
+// PutDeployWindowsWithResponse Replace the deploy windows of an environment
+//
+// Replaces every window and the outside policy. A window opens on each
+// of its `days` at `start` and closes at `end`, wall-clock time in its
+// IANA `time_zone` (daylight-saving changes included); an `end` before
+// the `start` runs overnight into the next day. Outside the windows,
+// `wait` keeps new runs pending until a window opens and `refuse`
+// answers 409 saying when they may run. A run in flight when a window
+// closes finishes its current phase, pauses, and resumes by itself
+// when a window opens. Needs the `admin` scope.
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with PUT /api/v1/apps/{app}/environments/{env}/deploy-windows (the `PutDeployWindows` operationId).
+func (c *ClientWithResponses) PutDeployWindowsWithResponse(ctx context.Context, app AppSlug, env EnvironmentName, body PutDeployWindowsJSONRequestBody, reqEditors ...RequestEditorFn) (*PutDeployWindowsResponse, error) {
+	rsp, err := c.PutDeployWindows(ctx, app, env, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParsePutDeployWindowsResponse(rsp)
+}
+
+// ListFreezesWithResponse List the freezes of an environment
+//
+// The environment's freezes, the latest to start first (at most 100).
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /api/v1/apps/{app}/environments/{env}/freezes (the `ListFreezes` operationId).
+func (c *ClientWithResponses) ListFreezesWithResponse(ctx context.Context, app AppSlug, env EnvironmentName, reqEditors ...RequestEditorFn) (*ListFreezesResponse, error) {
+	rsp, err := c.ListFreezes(ctx, app, env, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseListFreezesResponse(rsp)
+}
+
+// CreateFreezeWithBodyWithResponse Freeze an environment
+//
+// While a freeze is active no run starts or moves to its next phase in
+// the environment (new runs wait or are refused, as the deploy windows'
+// `outside` says). `starts_at` defaults to now. Needs the `admin` scope.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /api/v1/apps/{app}/environments/{env}/freezes (the `CreateFreeze` operationId).
+func (c *ClientWithResponses) CreateFreezeWithBodyWithResponse(ctx context.Context, app AppSlug, env EnvironmentName, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CreateFreezeResponse, error) {
+	rsp, err := c.CreateFreezeWithBody(ctx, app, env, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseCreateFreezeResponse(rsp)
+}
+
+// CreateFreezeWithResponse Freeze an environment
+//
+// While a freeze is active no run starts or moves to its next phase in
+// the environment (new runs wait or are refused, as the deploy windows'
+// `outside` says). `starts_at` defaults to now. Needs the `admin` scope.
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /api/v1/apps/{app}/environments/{env}/freezes (the `CreateFreeze` operationId).
+func (c *ClientWithResponses) CreateFreezeWithResponse(ctx context.Context, app AppSlug, env EnvironmentName, body CreateFreezeJSONRequestBody, reqEditors ...RequestEditorFn) (*CreateFreezeResponse, error) {
+	rsp, err := c.CreateFreeze(ctx, app, env, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseCreateFreezeResponse(rsp)
+}
+
+// EndFreezeWithResponse End a freeze early
+//
+// Ends an active or future freeze now. Needs the `admin` scope.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /api/v1/apps/{app}/environments/{env}/freezes/{freeze}/end (the `EndFreeze` operationId).
+func (c *ClientWithResponses) EndFreezeWithResponse(ctx context.Context, app AppSlug, env EnvironmentName, freeze int64, reqEditors ...RequestEditorFn) (*EndFreezeResponse, error) {
+	rsp, err := c.EndFreeze(ctx, app, env, freeze, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseEndFreezeResponse(rsp)
+}
+
 // CreateRunWithBodyWithResponse Start a run
 //
 // Deploys a version to the environment. The run starts at once when the
@@ -11036,6 +15727,100 @@ func (c *ClientWithResponses) ListFlagHistoryWithResponse(ctx context.Context, a
 	return ParseListFlagHistoryResponse(rsp)
 }
 
+// ListSchemaChangesWithResponse List an app's expand–contract schema changes
+//
+// Every schema change of the app with the phase each environment has
+// reached (expand, migrate, contract, in that order).
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /api/v1/apps/{app}/schema-changes (the `ListSchemaChanges` operationId).
+func (c *ClientWithResponses) ListSchemaChangesWithResponse(ctx context.Context, app AppSlug, reqEditors ...RequestEditorFn) (*ListSchemaChangesResponse, error) {
+	rsp, err := c.ListSchemaChanges(ctx, app, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseListSchemaChangesResponse(rsp)
+}
+
+// CreateSchemaChangeWithBodyWithResponse Track a new expand–contract schema change
+//
+// A schema change is made in three deployments: expand (add the new
+// column), migrate (write both, backfill, read the new), contract
+// (drop the old). Record each phase per environment as it is done;
+// versions declare the phase they need (`.../versions/{version}/schema-needs`),
+// and a run of a version an environment's schema is not ready for is
+// refused, as is a rollback to a version that predates a contracted
+// change. Needs the `deploy` scope.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /api/v1/apps/{app}/schema-changes (the `CreateSchemaChange` operationId).
+func (c *ClientWithResponses) CreateSchemaChangeWithBodyWithResponse(ctx context.Context, app AppSlug, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CreateSchemaChangeResponse, error) {
+	rsp, err := c.CreateSchemaChangeWithBody(ctx, app, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseCreateSchemaChangeResponse(rsp)
+}
+
+// CreateSchemaChangeWithResponse Track a new expand–contract schema change
+//
+// A schema change is made in three deployments: expand (add the new
+// column), migrate (write both, backfill, read the new), contract
+// (drop the old). Record each phase per environment as it is done;
+// versions declare the phase they need (`.../versions/{version}/schema-needs`),
+// and a run of a version an environment's schema is not ready for is
+// refused, as is a rollback to a version that predates a contracted
+// change. Needs the `deploy` scope.
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /api/v1/apps/{app}/schema-changes (the `CreateSchemaChange` operationId).
+func (c *ClientWithResponses) CreateSchemaChangeWithResponse(ctx context.Context, app AppSlug, body CreateSchemaChangeJSONRequestBody, reqEditors ...RequestEditorFn) (*CreateSchemaChangeResponse, error) {
+	rsp, err := c.CreateSchemaChange(ctx, app, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseCreateSchemaChangeResponse(rsp)
+}
+
+// RecordSchemaPhaseWithBodyWithResponse Record that an environment reached a phase of a schema change
+//
+// Phases are reached in order, one at a time; recording the phase the
+// environment is at already changes nothing. `run_id` names the
+// deployment that carried the phase, when there was one. Needs the
+// `deploy` scope.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /api/v1/apps/{app}/schema-changes/{change}/environments/{env}/phases (the `RecordSchemaPhase` operationId).
+func (c *ClientWithResponses) RecordSchemaPhaseWithBodyWithResponse(ctx context.Context, app AppSlug, change string, env EnvironmentName, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*RecordSchemaPhaseResponse, error) {
+	rsp, err := c.RecordSchemaPhaseWithBody(ctx, app, change, env, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseRecordSchemaPhaseResponse(rsp)
+}
+
+// RecordSchemaPhaseWithResponse Record that an environment reached a phase of a schema change
+//
+// Phases are reached in order, one at a time; recording the phase the
+// environment is at already changes nothing. `run_id` names the
+// deployment that carried the phase, when there was one. Needs the
+// `deploy` scope.
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /api/v1/apps/{app}/schema-changes/{change}/environments/{env}/phases (the `RecordSchemaPhase` operationId).
+func (c *ClientWithResponses) RecordSchemaPhaseWithResponse(ctx context.Context, app AppSlug, change string, env EnvironmentName, body RecordSchemaPhaseJSONRequestBody, reqEditors ...RequestEditorFn) (*RecordSchemaPhaseResponse, error) {
+	rsp, err := c.RecordSchemaPhase(ctx, app, change, env, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseRecordSchemaPhaseResponse(rsp)
+}
+
 // ListSegmentsWithResponse List the segments of an app
 //
 // Lists the app's segments, the groups of users its flags' rules can target, ordered by key.
@@ -11095,6 +15880,313 @@ func (c *ClientWithResponses) PutSegmentWithResponse(ctx context.Context, app Ap
 		return nil, err
 	}
 	return ParsePutSegmentResponse(rsp)
+}
+
+// GetVersionSchemaNeedsWithResponse Read the schema phases a version needs
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /api/v1/apps/{app}/versions/{version}/schema-needs (the `GetVersionSchemaNeeds` operationId).
+func (c *ClientWithResponses) GetVersionSchemaNeedsWithResponse(ctx context.Context, app AppSlug, version string, reqEditors ...RequestEditorFn) (*GetVersionSchemaNeedsResponse, error) {
+	rsp, err := c.GetVersionSchemaNeeds(ctx, app, version, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetVersionSchemaNeedsResponse(rsp)
+}
+
+// SetVersionSchemaNeedsWithBodyWithResponse Record the schema phases a version needs
+//
+// Replaces what the version needs: for each schema change, the phase
+// an environment must have reached before the version may run there
+// (a version that reads the new column needs `migrate`). A version
+// that needs `migrate` or later of a change is also one that works
+// after its contract. Needs the `deploy` scope.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with PUT /api/v1/apps/{app}/versions/{version}/schema-needs (the `SetVersionSchemaNeeds` operationId).
+func (c *ClientWithResponses) SetVersionSchemaNeedsWithBodyWithResponse(ctx context.Context, app AppSlug, version string, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*SetVersionSchemaNeedsResponse, error) {
+	rsp, err := c.SetVersionSchemaNeedsWithBody(ctx, app, version, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseSetVersionSchemaNeedsResponse(rsp)
+}
+
+// SetVersionSchemaNeedsWithResponse Record the schema phases a version needs
+//
+// Replaces what the version needs: for each schema change, the phase
+// an environment must have reached before the version may run there
+// (a version that reads the new column needs `migrate`). A version
+// that needs `migrate` or later of a change is also one that works
+// after its contract. Needs the `deploy` scope.
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with PUT /api/v1/apps/{app}/versions/{version}/schema-needs (the `SetVersionSchemaNeeds` operationId).
+func (c *ClientWithResponses) SetVersionSchemaNeedsWithResponse(ctx context.Context, app AppSlug, version string, body SetVersionSchemaNeedsJSONRequestBody, reqEditors ...RequestEditorFn) (*SetVersionSchemaNeedsResponse, error) {
+	rsp, err := c.SetVersionSchemaNeeds(ctx, app, version, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseSetVersionSchemaNeedsResponse(rsp)
+}
+
+// ExportAuditLogWithResponse Export the audit log
+//
+// Streams the audit log, newest first, as JSON lines (one
+// `AuditLogEntry` object per line) or as CSV with a header row and the
+// columns at, kind, actor, action, app, environment, run_id, detail,
+// remote_addr, user_agent. The entries are what people and tokens did
+// outside runs (sign-ins, settings, users), every run event and every
+// flag and segment change; `remote_addr` and `user_agent` say where a
+// change came from and are empty for the engine's own steps. A CSV cell
+// that a spreadsheet would run as a formula (starting with `=`, `+`,
+// `-`, `@`, a tab or a carriage return) is written with a leading `'`.
+// Needs an admin token; a token limited to some apps or environments
+// must name one of them in `app` (and `environment`).
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /api/v1/audit (the `ExportAuditLog` operationId).
+func (c *ClientWithResponses) ExportAuditLogWithResponse(ctx context.Context, params *ExportAuditLogParams, reqEditors ...RequestEditorFn) (*ExportAuditLogResponse, error) {
+	rsp, err := c.ExportAuditLog(ctx, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseExportAuditLogResponse(rsp)
+}
+
+// GetHaltWithResponse Whether the line is stopped
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /api/v1/halt (the `GetHalt` operationId).
+func (c *ClientWithResponses) GetHaltWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*GetHaltResponse, error) {
+	rsp, err := c.GetHalt(ctx, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetHaltResponse(rsp)
+}
+
+// StopLineWithBodyWithResponse Stop the line
+//
+// Halts every deployment of the installation at once: every running run
+// and every run awaiting approval pauses with the reason "stop the
+// line: <reason>", and new runs wait. Rollbacks in progress finish.
+// Needs the `approve` scope.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /api/v1/halt (the `StopLine` operationId).
+func (c *ClientWithResponses) StopLineWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*StopLineResponse, error) {
+	rsp, err := c.StopLineWithBody(ctx, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseStopLineResponse(rsp)
+}
+
+// StopLineWithResponse Stop the line
+//
+// Halts every deployment of the installation at once: every running run
+// and every run awaiting approval pauses with the reason "stop the
+// line: <reason>", and new runs wait. Rollbacks in progress finish.
+// Needs the `approve` scope.
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /api/v1/halt (the `StopLine` operationId).
+func (c *ClientWithResponses) StopLineWithResponse(ctx context.Context, body StopLineJSONRequestBody, reqEditors ...RequestEditorFn) (*StopLineResponse, error) {
+	rsp, err := c.StopLine(ctx, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseStopLineResponse(rsp)
+}
+
+// LiftHaltWithResponse Restart the line
+//
+// Lifts the halt: exactly the runs it paused (and that nobody resumed
+// or paused since) resume; runs people paused themselves stay paused.
+// Needs the `approve` scope.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /api/v1/halt/lift (the `LiftHalt` operationId).
+func (c *ClientWithResponses) LiftHaltWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*LiftHaltResponse, error) {
+	rsp, err := c.LiftHalt(ctx, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseLiftHaltResponse(rsp)
+}
+
+// ListNotificationSubscriptionsWithResponse List notification subscriptions
+//
+// Lists every subscription by name. Secrets are never shown after
+// creation, and URLs are shown as scheme and host only, since chat
+// webhook URLs carry their own token. Needs an admin token.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /api/v1/notifications/subscriptions (the `ListNotificationSubscriptions` operationId).
+func (c *ClientWithResponses) ListNotificationSubscriptionsWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*ListNotificationSubscriptionsResponse, error) {
+	rsp, err := c.ListNotificationSubscriptions(ctx, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseListNotificationSubscriptionsResponse(rsp)
+}
+
+// CreateNotificationSubscriptionWithBodyWithResponse Subscribe a URL to run and flag events
+//
+// Creates a subscription. Every notification is POSTed to `url`,
+// signed like the webhook driver's deliveries
+// (`Flightdeck-Signature: t=<unix>,v1=<hex HMAC-SHA256 of "<t>.<body>">`
+// keyed with the secret), with the delivery's id in
+// `Flightdeck-Delivery` (the same for every attempt) and the event
+// type in `Flightdeck-Event`. Event types: run.created, run.queued,
+// run.started, run.paused, run.resumed, run.promoted,
+// run.rolling_back, run.succeeded, run.rolled_back, run.aborted,
+// run.failed, approval.requested, approval.recorded,
+// approval.approved, approval.rejected, approval.escalated,
+// flag.created, flag.updated, flag.state_changed, flag.killed,
+// flag.rollout_started, flag.rollout_advanced,
+// flag.rollout_completed, flag.rollout_rolled_back,
+// flag.rollout_cancelled; or a group such as `run.*`, or `*`. The
+// secret is in the answer and never shown again. Failed sends (5xx,
+// 429, no answer within 10 s) are retried after 10 s, 30 s, 2 min,
+// 10 min and 1 h. Needs an admin token.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /api/v1/notifications/subscriptions (the `CreateNotificationSubscription` operationId).
+func (c *ClientWithResponses) CreateNotificationSubscriptionWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CreateNotificationSubscriptionResponse, error) {
+	rsp, err := c.CreateNotificationSubscriptionWithBody(ctx, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseCreateNotificationSubscriptionResponse(rsp)
+}
+
+// CreateNotificationSubscriptionWithResponse Subscribe a URL to run and flag events
+//
+// Creates a subscription. Every notification is POSTed to `url`,
+// signed like the webhook driver's deliveries
+// (`Flightdeck-Signature: t=<unix>,v1=<hex HMAC-SHA256 of "<t>.<body>">`
+// keyed with the secret), with the delivery's id in
+// `Flightdeck-Delivery` (the same for every attempt) and the event
+// type in `Flightdeck-Event`. Event types: run.created, run.queued,
+// run.started, run.paused, run.resumed, run.promoted,
+// run.rolling_back, run.succeeded, run.rolled_back, run.aborted,
+// run.failed, approval.requested, approval.recorded,
+// approval.approved, approval.rejected, approval.escalated,
+// flag.created, flag.updated, flag.state_changed, flag.killed,
+// flag.rollout_started, flag.rollout_advanced,
+// flag.rollout_completed, flag.rollout_rolled_back,
+// flag.rollout_cancelled; or a group such as `run.*`, or `*`. The
+// secret is in the answer and never shown again. Failed sends (5xx,
+// 429, no answer within 10 s) are retried after 10 s, 30 s, 2 min,
+// 10 min and 1 h. Needs an admin token.
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /api/v1/notifications/subscriptions (the `CreateNotificationSubscription` operationId).
+func (c *ClientWithResponses) CreateNotificationSubscriptionWithResponse(ctx context.Context, body CreateNotificationSubscriptionJSONRequestBody, reqEditors ...RequestEditorFn) (*CreateNotificationSubscriptionResponse, error) {
+	rsp, err := c.CreateNotificationSubscription(ctx, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseCreateNotificationSubscriptionResponse(rsp)
+}
+
+// DeleteNotificationSubscriptionWithResponse Delete a notification subscription and its delivery log
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with DELETE /api/v1/notifications/subscriptions/{id} (the `DeleteNotificationSubscription` operationId).
+func (c *ClientWithResponses) DeleteNotificationSubscriptionWithResponse(ctx context.Context, id NotificationSubscriptionID, reqEditors ...RequestEditorFn) (*DeleteNotificationSubscriptionResponse, error) {
+	rsp, err := c.DeleteNotificationSubscription(ctx, id, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseDeleteNotificationSubscriptionResponse(rsp)
+}
+
+// GetNotificationSubscriptionWithResponse Read a notification subscription
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /api/v1/notifications/subscriptions/{id} (the `GetNotificationSubscription` operationId).
+func (c *ClientWithResponses) GetNotificationSubscriptionWithResponse(ctx context.Context, id NotificationSubscriptionID, reqEditors ...RequestEditorFn) (*GetNotificationSubscriptionResponse, error) {
+	rsp, err := c.GetNotificationSubscription(ctx, id, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetNotificationSubscriptionResponse(rsp)
+}
+
+// UpdateNotificationSubscriptionWithBodyWithResponse Change a notification subscription
+//
+// Changes the fields sent; the others, and the secret, stay. Send `enabled` false to pause deliveries.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with PATCH /api/v1/notifications/subscriptions/{id} (the `UpdateNotificationSubscription` operationId).
+func (c *ClientWithResponses) UpdateNotificationSubscriptionWithBodyWithResponse(ctx context.Context, id NotificationSubscriptionID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*UpdateNotificationSubscriptionResponse, error) {
+	rsp, err := c.UpdateNotificationSubscriptionWithBody(ctx, id, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseUpdateNotificationSubscriptionResponse(rsp)
+}
+
+// UpdateNotificationSubscriptionWithResponse Change a notification subscription
+//
+// Changes the fields sent; the others, and the secret, stay. Send `enabled` false to pause deliveries.
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with PATCH /api/v1/notifications/subscriptions/{id} (the `UpdateNotificationSubscription` operationId).
+func (c *ClientWithResponses) UpdateNotificationSubscriptionWithResponse(ctx context.Context, id NotificationSubscriptionID, body UpdateNotificationSubscriptionJSONRequestBody, reqEditors ...RequestEditorFn) (*UpdateNotificationSubscriptionResponse, error) {
+	rsp, err := c.UpdateNotificationSubscription(ctx, id, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseUpdateNotificationSubscriptionResponse(rsp)
+}
+
+// ListNotificationDeliveriesWithResponse The delivery log of a subscription
+//
+// The newest deliveries first, each with every attempt (status code, the first 300 bytes of the answer, error, duration).
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /api/v1/notifications/subscriptions/{id}/deliveries (the `ListNotificationDeliveries` operationId).
+func (c *ClientWithResponses) ListNotificationDeliveriesWithResponse(ctx context.Context, id NotificationSubscriptionID, params *ListNotificationDeliveriesParams, reqEditors ...RequestEditorFn) (*ListNotificationDeliveriesResponse, error) {
+	rsp, err := c.ListNotificationDeliveries(ctx, id, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseListNotificationDeliveriesResponse(rsp)
+}
+
+// TestNotificationSubscriptionWithResponse Send a test notification
+//
+// Enqueues a test notification (type `test`) in the subscription's format; the next pass of a dispatcher sends it, within seconds. Follow it in the delivery log.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /api/v1/notifications/subscriptions/{id}/test (the `TestNotificationSubscription` operationId).
+func (c *ClientWithResponses) TestNotificationSubscriptionWithResponse(ctx context.Context, id NotificationSubscriptionID, reqEditors ...RequestEditorFn) (*TestNotificationSubscriptionResponse, error) {
+	rsp, err := c.TestNotificationSubscription(ctx, id, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseTestNotificationSubscriptionResponse(rsp)
 }
 
 // GetOpenAPIDocumentWithResponse This document
@@ -11329,6 +16421,46 @@ func (c *ClientWithResponses) IngestMetricsWithResponse(ctx context.Context, id 
 		return nil, err
 	}
 	return ParseIngestMetricsResponse(rsp)
+}
+
+// OverrideRunWithBodyWithResponse Let a waiting run go despite windows and freezes
+//
+// An admin lets one run that waits for a deploy window or a freeze
+// (pending, or paused by the window or the freeze) go now. The reason
+// is required; it is recorded on the run as a `run.override` event and
+// in the audit log. The halt cannot be overridden. To start a run
+// outside the windows of an environment that refuses, send `override`
+// when creating it. Needs the `admin` scope.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /api/v1/runs/{id}/override (the `OverrideRun` operationId).
+func (c *ClientWithResponses) OverrideRunWithBodyWithResponse(ctx context.Context, id RunID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*OverrideRunResponse, error) {
+	rsp, err := c.OverrideRunWithBody(ctx, id, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseOverrideRunResponse(rsp)
+}
+
+// OverrideRunWithResponse Let a waiting run go despite windows and freezes
+//
+// An admin lets one run that waits for a deploy window or a freeze
+// (pending, or paused by the window or the freeze) go now. The reason
+// is required; it is recorded on the run as a `run.override` event and
+// in the audit log. The halt cannot be overridden. To start a run
+// outside the windows of an environment that refuses, send `override`
+// when creating it. Needs the `admin` scope.
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /api/v1/runs/{id}/override (the `OverrideRun` operationId).
+func (c *ClientWithResponses) OverrideRunWithResponse(ctx context.Context, id RunID, body OverrideRunJSONRequestBody, reqEditors ...RequestEditorFn) (*OverrideRunResponse, error) {
+	rsp, err := c.OverrideRun(ctx, id, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseOverrideRunResponse(rsp)
 }
 
 // ListTokensWithResponse List API tokens
@@ -12131,6 +17263,290 @@ func ParseSetApprovalPolicyResponse(rsp *http.Response) (*SetApprovalPolicyRespo
 			return nil, err
 		}
 		response.ApplicationproblemJSON422 = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseGetDeployWindowsResponse parses an HTTP response from a GetDeployWindowsWithResponse call
+func ParseGetDeployWindowsResponse(rsp *http.Response) (*GetDeployWindowsResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetDeployWindowsResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest DeployWindows
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParsePutDeployWindowsResponse parses an HTTP response from a PutDeployWindowsWithResponse call
+func ParsePutDeployWindowsResponse(rsp *http.Response) (*PutDeployWindowsResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &PutDeployWindowsResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest DeployWindows
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest UnsupportedMediaType
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest ValidationFailed
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseListFreezesResponse parses an HTTP response from a ListFreezesWithResponse call
+func ParseListFreezesResponse(rsp *http.Response) (*ListFreezesResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &ListFreezesResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest FreezeList
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseCreateFreezeResponse parses an HTTP response from a CreateFreezeWithResponse call
+func ParseCreateFreezeResponse(rsp *http.Response) (*CreateFreezeResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &CreateFreezeResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 201:
+		var dest Freeze
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON201 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest UnsupportedMediaType
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest ValidationFailed
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseEndFreezeResponse parses an HTTP response from a EndFreezeWithResponse call
+func ParseEndFreezeResponse(rsp *http.Response) (*EndFreezeResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &EndFreezeResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest Freeze
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
+		var dest Conflict
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON409 = &dest
 
 	}
 
@@ -13084,6 +18500,210 @@ func ParseListFlagHistoryResponse(rsp *http.Response) (*ListFlagHistoryResponse,
 	return response, nil
 }
 
+// ParseListSchemaChangesResponse parses an HTTP response from a ListSchemaChangesWithResponse call
+func ParseListSchemaChangesResponse(rsp *http.Response) (*ListSchemaChangesResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &ListSchemaChangesResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest SchemaChangeList
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseCreateSchemaChangeResponse parses an HTTP response from a CreateSchemaChangeWithResponse call
+func ParseCreateSchemaChangeResponse(rsp *http.Response) (*CreateSchemaChangeResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &CreateSchemaChangeResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 201:
+		var dest SchemaChange
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON201 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
+		var dest Conflict
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON409 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest PayloadTooLarge
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest UnsupportedMediaType
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest ValidationFailed
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseRecordSchemaPhaseResponse parses an HTTP response from a RecordSchemaPhaseWithResponse call
+func ParseRecordSchemaPhaseResponse(rsp *http.Response) (*RecordSchemaPhaseResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &RecordSchemaPhaseResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest SchemaChange
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest PayloadTooLarge
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest UnsupportedMediaType
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest ValidationFailed
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	}
+
+	return response, nil
+}
+
 // ParseListSegmentsResponse parses an HTTP response from a ListSegmentsWithResponse call
 func ParseListSegmentsResponse(rsp *http.Response) (*ListSegmentsResponse, error) {
 	bodyBytes, err := io.ReadAll(rsp.Body)
@@ -13235,6 +18855,723 @@ func ParsePutSegmentResponse(rsp *http.Response) (*PutSegmentResponse, error) {
 			headers.Location = &value
 		}
 		response.Headers201 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseGetVersionSchemaNeedsResponse parses an HTTP response from a GetVersionSchemaNeedsWithResponse call
+func ParseGetVersionSchemaNeedsResponse(rsp *http.Response) (*GetVersionSchemaNeedsResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetVersionSchemaNeedsResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest VersionSchemaNeeds
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseSetVersionSchemaNeedsResponse parses an HTTP response from a SetVersionSchemaNeedsWithResponse call
+func ParseSetVersionSchemaNeedsResponse(rsp *http.Response) (*SetVersionSchemaNeedsResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &SetVersionSchemaNeedsResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest VersionSchemaNeeds
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest PayloadTooLarge
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest UnsupportedMediaType
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest ValidationFailed
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseExportAuditLogResponse parses an HTTP response from a ExportAuditLogWithResponse call
+func ParseExportAuditLogResponse(rsp *http.Response) (*ExportAuditLogResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &ExportAuditLogResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers ExportAuditLogResponse200Headers
+		if values := rsp.Header.Values("Content-Disposition"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Content-Disposition", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.ContentDisposition = &value
+		}
+		response.Headers200 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseGetHaltResponse parses an HTTP response from a GetHaltWithResponse call
+func ParseGetHaltResponse(rsp *http.Response) (*GetHaltResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetHaltResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest Halt
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseStopLineResponse parses an HTTP response from a StopLineWithResponse call
+func ParseStopLineResponse(rsp *http.Response) (*StopLineResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &StopLineResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest Halt
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
+		var dest Conflict
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON409 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest UnsupportedMediaType
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest ValidationFailed
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseLiftHaltResponse parses an HTTP response from a LiftHaltWithResponse call
+func ParseLiftHaltResponse(rsp *http.Response) (*LiftHaltResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &LiftHaltResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest Halt
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
+		var dest Conflict
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON409 = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseListNotificationSubscriptionsResponse parses an HTTP response from a ListNotificationSubscriptionsWithResponse call
+func ParseListNotificationSubscriptionsResponse(rsp *http.Response) (*ListNotificationSubscriptionsResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &ListNotificationSubscriptionsResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest NotificationSubscriptionList
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseCreateNotificationSubscriptionResponse parses an HTTP response from a CreateNotificationSubscriptionWithResponse call
+func ParseCreateNotificationSubscriptionResponse(rsp *http.Response) (*CreateNotificationSubscriptionResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &CreateNotificationSubscriptionResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 201:
+		var dest CreatedNotificationSubscription
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON201 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
+		var dest Conflict
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON409 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest UnsupportedMediaType
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest ValidationFailed
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 201:
+		var headers CreateNotificationSubscriptionResponse201Headers
+		if values := rsp.Header.Values("Location"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Location", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Location = &value
+		}
+		response.Headers201 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseDeleteNotificationSubscriptionResponse parses an HTTP response from a DeleteNotificationSubscriptionWithResponse call
+func ParseDeleteNotificationSubscriptionResponse(rsp *http.Response) (*DeleteNotificationSubscriptionResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &DeleteNotificationSubscriptionResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case rsp.StatusCode == 204:
+		break // No content-type
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseGetNotificationSubscriptionResponse parses an HTTP response from a GetNotificationSubscriptionWithResponse call
+func ParseGetNotificationSubscriptionResponse(rsp *http.Response) (*GetNotificationSubscriptionResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetNotificationSubscriptionResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest NotificationSubscription
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseUpdateNotificationSubscriptionResponse parses an HTTP response from a UpdateNotificationSubscriptionWithResponse call
+func ParseUpdateNotificationSubscriptionResponse(rsp *http.Response) (*UpdateNotificationSubscriptionResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &UpdateNotificationSubscriptionResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest NotificationSubscription
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
+		var dest Conflict
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON409 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest UnsupportedMediaType
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest ValidationFailed
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseListNotificationDeliveriesResponse parses an HTTP response from a ListNotificationDeliveriesWithResponse call
+func ParseListNotificationDeliveriesResponse(rsp *http.Response) (*ListNotificationDeliveriesResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &ListNotificationDeliveriesResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest NotificationDeliveryList
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseTestNotificationSubscriptionResponse parses an HTTP response from a TestNotificationSubscriptionWithResponse call
+func ParseTestNotificationSubscriptionResponse(rsp *http.Response) (*TestNotificationSubscriptionResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &TestNotificationSubscriptionResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 202:
+		var dest NotificationDelivery
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON202 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
 	}
 
 	return response, nil
@@ -13714,6 +20051,81 @@ func ParseIngestMetricsResponse(rsp *http.Response) (*IngestMetricsResponse, err
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
 		var dest SampleRejectionProblem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseOverrideRunResponse parses an HTTP response from a OverrideRunWithResponse call
+func ParseOverrideRunResponse(rsp *http.Response) (*OverrideRunResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &OverrideRunResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest Run
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
+		var dest Conflict
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON409 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest UnsupportedMediaType
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest ValidationFailed
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}

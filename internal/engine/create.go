@@ -4,8 +4,10 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
+	"strings"
 
 	"github.com/flightdeckhq/flightdeck/internal/engine/plan"
 	"github.com/flightdeckhq/flightdeck/internal/store"
@@ -77,6 +79,13 @@ type NewRun struct {
 	CreatedBy      string
 	IdempotencyKey string
 	Reason         string
+	// SchemaOverride, when set, is an administrator's reason to deploy a
+	// version the environment's schema changes would keep out (see
+	// store.CheckSchemaForVersion); it is recorded on the run.
+	SchemaOverride string
+	// Override, when set, is an admin's reason to start the run despite
+	// closed deploy windows and freezes (never the halt); see governance.go.
+	Override string
 }
 
 // CreateRun validates the request by compiling its plan, then stores the
@@ -98,6 +107,13 @@ func (e *Engine) CreateRun(ctx context.Context, n NewRun) (store.Run, bool, erro
 			return store.Run{}, false, err
 		}
 	}
+	overridden, err := e.checkSchema(ctx, n)
+	if err != nil {
+		return store.Run{}, false, err
+	}
+	if err := e.checkGate(ctx, n); err != nil {
+		return store.Run{}, false, err
+	}
 	now := e.now()
 	run, created, err := e.store.CreateRun(ctx, store.NewRun{
 		AppID: n.App.ID, EnvironmentID: n.Environment.ID,
@@ -108,8 +124,37 @@ func (e *Engine) CreateRun(ctx context.Context, n NewRun) (store.Run, bool, erro
 	if err != nil {
 		return store.Run{}, false, err
 	}
+	if created && overridden != "" {
+		if _, err := e.store.AppendRunEvent(ctx, run.ID, store.Event{Type: "schema.override", Actor: n.CreatedBy, Payload: map[string]any{
+			"reason": n.SchemaOverride, "blocked": overridden,
+		}}); err != nil {
+			return store.Run{}, false, err
+		}
+	}
+	if created && n.Override != "" {
+		if run, err = e.store.RecordOverride(ctx, run, n.Override, n.CreatedBy); err != nil {
+			return store.Run{}, false, fmt.Errorf("recording the override of run %d: %w", run.ID, err)
+		}
+	}
 	if created {
 		e.Wake()
 	}
 	return run, created, nil
+}
+
+// checkSchema refuses a version the environment's schema changes keep out
+// with the *store.SchemaBlock, unless the request overrides it; it returns
+// what was overridden.
+func (e *Engine) checkSchema(ctx context.Context, n NewRun) (string, error) {
+	err := e.store.CheckSchemaForVersion(ctx, n.App.ID, n.Environment, n.Version)
+	var block *store.SchemaBlock
+	switch {
+	case err == nil:
+		return "", nil
+	case !errors.As(err, &block):
+		return "", fmt.Errorf("checking the schema changes of %s: %w", n.Environment.Name, err)
+	case strings.TrimSpace(n.SchemaOverride) == "":
+		return "", block
+	}
+	return block.Message, nil
 }

@@ -73,6 +73,48 @@ func (e CohortMatchKind) Valid() bool {
 	}
 }
 
+// Defines values for CreateNotificationSubscriptionRequestFormat.
+const (
+	CreateNotificationSubscriptionRequestFormatJson  CreateNotificationSubscriptionRequestFormat = "json"
+	CreateNotificationSubscriptionRequestFormatSlack CreateNotificationSubscriptionRequestFormat = "slack"
+	CreateNotificationSubscriptionRequestFormatTeams CreateNotificationSubscriptionRequestFormat = "teams"
+)
+
+// Valid indicates whether the value is a known member of the CreateNotificationSubscriptionRequestFormat enum.
+func (e CreateNotificationSubscriptionRequestFormat) Valid() bool {
+	switch e {
+	case CreateNotificationSubscriptionRequestFormatJson:
+		return true
+	case CreateNotificationSubscriptionRequestFormatSlack:
+		return true
+	case CreateNotificationSubscriptionRequestFormatTeams:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for CreatedNotificationSubscriptionFormat.
+const (
+	CreatedNotificationSubscriptionFormatJson  CreatedNotificationSubscriptionFormat = "json"
+	CreatedNotificationSubscriptionFormatSlack CreatedNotificationSubscriptionFormat = "slack"
+	CreatedNotificationSubscriptionFormatTeams CreatedNotificationSubscriptionFormat = "teams"
+)
+
+// Valid indicates whether the value is a known member of the CreatedNotificationSubscriptionFormat enum.
+func (e CreatedNotificationSubscriptionFormat) Valid() bool {
+	switch e {
+	case CreatedNotificationSubscriptionFormatJson:
+		return true
+	case CreatedNotificationSubscriptionFormatSlack:
+		return true
+	case CreatedNotificationSubscriptionFormatTeams:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for DecisionVerdict.
 const (
 	DecisionVerdictContinue      DecisionVerdict = "continue"
@@ -121,6 +163,57 @@ func (e DecisionSummaryVerdict) Valid() bool {
 	case DecisionSummaryVerdictRollback:
 		return true
 	case DecisionSummaryVerdictWarmingUp:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for DeployWindowDays.
+const (
+	Fri DeployWindowDays = "fri"
+	Mon DeployWindowDays = "mon"
+	Sat DeployWindowDays = "sat"
+	Sun DeployWindowDays = "sun"
+	Thu DeployWindowDays = "thu"
+	Tue DeployWindowDays = "tue"
+	Wed DeployWindowDays = "wed"
+)
+
+// Valid indicates whether the value is a known member of the DeployWindowDays enum.
+func (e DeployWindowDays) Valid() bool {
+	switch e {
+	case Fri:
+		return true
+	case Mon:
+		return true
+	case Sat:
+		return true
+	case Sun:
+		return true
+	case Thu:
+		return true
+	case Tue:
+		return true
+	case Wed:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for DeployWindowsOutside.
+const (
+	Refuse DeployWindowsOutside = "refuse"
+	Wait   DeployWindowsOutside = "wait"
+)
+
+// Valid indicates whether the value is a known member of the DeployWindowsOutside enum.
+func (e DeployWindowsOutside) Valid() bool {
+	switch e {
+	case Refuse:
+		return true
+	case Wait:
 		return true
 	default:
 		return false
@@ -346,6 +439,48 @@ func (e NginxDriverConfigType) Valid() bool {
 	}
 }
 
+// Defines values for NotificationDeliveryStatus.
+const (
+	NotificationDeliveryStatusDelivered NotificationDeliveryStatus = "delivered"
+	NotificationDeliveryStatusFailed    NotificationDeliveryStatus = "failed"
+	NotificationDeliveryStatusPending   NotificationDeliveryStatus = "pending"
+)
+
+// Valid indicates whether the value is a known member of the NotificationDeliveryStatus enum.
+func (e NotificationDeliveryStatus) Valid() bool {
+	switch e {
+	case NotificationDeliveryStatusDelivered:
+		return true
+	case NotificationDeliveryStatusFailed:
+		return true
+	case NotificationDeliveryStatusPending:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for NotificationSubscriptionFormat.
+const (
+	NotificationSubscriptionFormatJson  NotificationSubscriptionFormat = "json"
+	NotificationSubscriptionFormatSlack NotificationSubscriptionFormat = "slack"
+	NotificationSubscriptionFormatTeams NotificationSubscriptionFormat = "teams"
+)
+
+// Valid indicates whether the value is a known member of the NotificationSubscriptionFormat enum.
+func (e NotificationSubscriptionFormat) Valid() bool {
+	switch e {
+	case NotificationSubscriptionFormatJson:
+		return true
+	case NotificationSubscriptionFormatSlack:
+		return true
+	case NotificationSubscriptionFormatTeams:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for PrometheusMetricsConfigType.
 const (
 	Prometheus PrometheusMetricsConfigType = "prometheus"
@@ -484,6 +619,27 @@ func (e RunState) Valid() bool {
 	}
 }
 
+// Defines values for SchemaPhaseName.
+const (
+	Contract SchemaPhaseName = "contract"
+	Expand   SchemaPhaseName = "expand"
+	Migrate  SchemaPhaseName = "migrate"
+)
+
+// Valid indicates whether the value is a known member of the SchemaPhaseName enum.
+func (e SchemaPhaseName) Valid() bool {
+	switch e {
+	case Contract:
+		return true
+	case Expand:
+		return true
+	case Migrate:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for SimulatorDriverConfigType.
 const (
 	SimulatorDriverConfigTypeSimulator SimulatorDriverConfigType = "simulator"
@@ -568,6 +724,27 @@ func (e Tier) Valid() bool {
 	}
 }
 
+// Defines values for UpdateNotificationSubscriptionRequestFormat.
+const (
+	UpdateNotificationSubscriptionRequestFormatJson  UpdateNotificationSubscriptionRequestFormat = "json"
+	UpdateNotificationSubscriptionRequestFormatSlack UpdateNotificationSubscriptionRequestFormat = "slack"
+	UpdateNotificationSubscriptionRequestFormatTeams UpdateNotificationSubscriptionRequestFormat = "teams"
+)
+
+// Valid indicates whether the value is a known member of the UpdateNotificationSubscriptionRequestFormat enum.
+func (e UpdateNotificationSubscriptionRequestFormat) Valid() bool {
+	switch e {
+	case UpdateNotificationSubscriptionRequestFormatJson:
+		return true
+	case UpdateNotificationSubscriptionRequestFormatSlack:
+		return true
+	case UpdateNotificationSubscriptionRequestFormatTeams:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for WebhookDriverConfigType.
 const (
 	Webhook WebhookDriverConfigType = "webhook"
@@ -577,6 +754,24 @@ const (
 func (e WebhookDriverConfigType) Valid() bool {
 	switch e {
 	case Webhook:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for ExportAuditLogParamsFormat.
+const (
+	Csv   ExportAuditLogParamsFormat = "csv"
+	Jsonl ExportAuditLogParamsFormat = "jsonl"
+)
+
+// Valid indicates whether the value is a known member of the ExportAuditLogParamsFormat enum.
+func (e ExportAuditLogParamsFormat) Valid() bool {
+	switch e {
+	case Csv:
+		return true
+	case Jsonl:
 		return true
 	default:
 		return false
@@ -798,8 +993,42 @@ type CreateFlagRequest struct {
 	Variants FlagVariants `json:"variants"`
 }
 
+// CreateNotificationSubscriptionRequest defines model for CreateNotificationSubscriptionRequest.
+type CreateNotificationSubscriptionRequest struct {
+	// App An app slug or `*` (the default).
+	App *string `json:"app,omitempty"`
+
+	// Enabled Default true.
+	Enabled *bool `json:"enabled,omitempty"`
+
+	// Environment An environment name or `*` (the default).
+	Environment *string  `json:"environment,omitempty"`
+	EventTypes  []string `json:"event_types"`
+
+	// Format `json` (the default) is Flightdeck's envelope.
+	Format *CreateNotificationSubscriptionRequestFormat `json:"format,omitempty"`
+	Name   string                                       `json:"name"`
+
+	// Secret Leave it out to have one made.
+	Secret *string `json:"secret,omitempty"`
+
+	// Url An http or https URL.
+	Url string `json:"url"`
+}
+
+// CreateNotificationSubscriptionRequestFormat `json` (the default) is Flightdeck's envelope.
+type CreateNotificationSubscriptionRequestFormat string
+
 // CreateRunRequest defines model for CreateRunRequest.
 type CreateRunRequest struct {
+	// Override Starts the run despite the environment's closed deploy windows
+	// and freezes (never despite a halt), for an admin who knows why it
+	// must go now. Needs the `admin` scope; the reason is recorded on
+	// the run and in the audit log.
+	Override *struct {
+		Reason string `json:"reason"`
+	} `json:"override,omitempty"`
+
 	// Params Strategy parameters overriding the environment's defaults field
 	// by field, plus an optional `thresholds` object overriding the
 	// environment's thresholds.
@@ -808,12 +1037,52 @@ type CreateRunRequest struct {
 	// Reason Why this version is deployed, for people.
 	Reason *string `json:"reason,omitempty"`
 
+	// SchemaOverride Deploys a version the environment's schema changes keep out (it
+	// needs a phase not reached yet, or it predates a contracted
+	// change), for an administrator who knows why it is safe. Needs the
+	// `admin` scope; the reason is recorded on the run.
+	SchemaOverride *struct {
+		Reason string `json:"reason"`
+	} `json:"schema_override,omitempty"`
+
 	// Strategy How a run moves users to the new version.
 	Strategy *Strategy `json:"strategy,omitempty"`
 
 	// Version The version to deploy; it must differ from the stable version.
 	Version string `json:"version"`
 }
+
+// CreateSchemaChangeRequest defines model for CreateSchemaChangeRequest.
+type CreateSchemaChangeRequest struct {
+	Description *string `json:"description,omitempty"`
+	Key         string  `json:"key"`
+}
+
+// CreatedNotificationSubscription A new subscription with its secret, shown this once.
+type CreatedNotificationSubscription struct {
+	// App An app slug, or `*` for every app.
+	App       string    `json:"app"`
+	CreatedAt time.Time `json:"created_at"`
+	CreatedBy string    `json:"created_by"`
+	Enabled   bool      `json:"enabled"`
+
+	// Environment An environment name, or `*` for every environment.
+	Environment string                                `json:"environment"`
+	EventTypes  []string                              `json:"event_types"`
+	Format      CreatedNotificationSubscriptionFormat `json:"format"`
+	Id          int64                                 `json:"id"`
+	Name        string                                `json:"name"`
+
+	// Secret The key of the HMAC-SHA256 signature of every delivery.
+	Secret    string    `json:"secret"`
+	UpdatedAt time.Time `json:"updated_at"`
+
+	// Url Scheme and host of the receiver; the rest is not shown.
+	Url string `json:"url"`
+}
+
+// CreatedNotificationSubscriptionFormat defines model for CreatedNotificationSubscription.Format.
+type CreatedNotificationSubscriptionFormat string
 
 // Decision One verdict of the rollback decision with every input that led to it.
 type Decision struct {
@@ -844,6 +1113,42 @@ type DecisionSummary struct {
 
 // DecisionSummaryVerdict defines model for DecisionSummary.Verdict.
 type DecisionSummaryVerdict string
+
+// DeployWindow A recurring period in which deploys are allowed.
+type DeployWindow struct {
+	// Days The days the window opens on.
+	Days []DeployWindowDays `json:"days"`
+
+	// End Wall-clock closing time, HH:MM (24:00 for midnight); before `start` for a window running overnight.
+	//
+	// Example: 16:00
+	End string `json:"end"`
+
+	// Start Wall-clock opening time, HH:MM.
+	//
+	// Example: 09:00
+	Start string `json:"start"`
+
+	// TimeZone An IANA time zone.
+	//
+	// Example: Europe/Berlin
+	TimeZone string `json:"time_zone"`
+}
+
+// DeployWindowDays defines model for DeployWindow.Days.
+type DeployWindowDays string
+
+// DeployWindows The deploy windows of an environment and what happens outside them.
+type DeployWindows struct {
+	// Outside What happens to a run asked to start outside the windows or during a freeze.
+	Outside DeployWindowsOutside `json:"outside"`
+
+	// Windows When deploys are allowed; empty means at any time.
+	Windows []DeployWindow `json:"windows"`
+}
+
+// DeployWindowsOutside What happens to a run asked to start outside the windows or during a freeze.
+type DeployWindowsOutside string
 
 // DriverConfig The driver that makes a run's desired state true, chosen by `type`,
 // with that driver's settings beside it: `simulator` (a modelled
@@ -1397,6 +1702,45 @@ type FlagType string
 // Example: {"off":false,"on":true}
 type FlagVariants map[string]interface{}
 
+// Freeze A period in which no run starts or moves on in an environment.
+type Freeze struct {
+	// Active Whether the freeze holds now.
+	Active    bool      `json:"active"`
+	CreatedAt time.Time `json:"created_at"`
+	CreatedBy string    `json:"created_by"`
+
+	// EndedAt Set when the freeze was ended early.
+	EndedAt  *time.Time `json:"ended_at,omitempty"`
+	EndedBy  *string    `json:"ended_by,omitempty"`
+	EndsAt   time.Time  `json:"ends_at"`
+	Id       int64      `json:"id"`
+	Reason   string     `json:"reason"`
+	StartsAt time.Time  `json:"starts_at"`
+}
+
+// FreezeList Freezes of an environment.
+type FreezeList struct {
+	Items []Freeze `json:"items"`
+}
+
+// Halt The installation-wide halt ("stop the line").
+type Halt struct {
+	Active   bool       `json:"active"`
+	HaltedAt *time.Time `json:"halted_at,omitempty"`
+	HaltedBy *string    `json:"halted_by,omitempty"`
+	LiftedAt *time.Time `json:"lifted_at,omitempty"`
+	LiftedBy *string    `json:"lifted_by,omitempty"`
+	Reason   *string    `json:"reason,omitempty"`
+
+	// Runs The runs this request paused (stopping) or resumed (lifting).
+	Runs *[]int64 `json:"runs,omitempty"`
+}
+
+// HaltRequest Why the line is stopped.
+type HaltRequest struct {
+	Reason string `json:"reason"`
+}
+
 // MetricBatch defines model for MetricBatch.
 type MetricBatch struct {
 	Samples []MetricSample `json:"samples"`
@@ -1446,6 +1790,15 @@ type MetricSample struct {
 // MetricsConfig Where the metrics that judge a run come from, chosen by `type`.
 type MetricsConfig = json.RawMessage
 
+// NewFreeze A freeze to create.
+type NewFreeze struct {
+	EndsAt time.Time `json:"ends_at"`
+	Reason string    `json:"reason"`
+
+	// StartsAt Defaults to now.
+	StartsAt *time.Time `json:"starts_at,omitempty"`
+}
+
 // NginxDriverConfig Renders `http.conf` (upstreams, weighted mix, cohort maps) and
 // `server.conf` (the routed location, mirroring) into `dir`, checks
 // them with `test_command`, reloads with `reload_command` and restores
@@ -1489,6 +1842,81 @@ type NginxDriverConfig struct {
 
 // NginxDriverConfigType defines model for NginxDriverConfig.Type.
 type NginxDriverConfigType string
+
+// NotificationAttempt defines model for NotificationAttempt.
+type NotificationAttempt struct {
+	At         time.Time `json:"at"`
+	Attempt    int       `json:"attempt"`
+	DurationMs int64     `json:"duration_ms"`
+	Error      *string   `json:"error,omitempty"`
+
+	// Response The first 300 bytes of the answer.
+	Response string `json:"response"`
+
+	// StatusCode Absent when no answer came.
+	StatusCode *int `json:"status_code,omitempty"`
+}
+
+// NotificationDelivery defines model for NotificationDelivery.
+type NotificationDelivery struct {
+	Attempts  int       `json:"attempts"`
+	CreatedAt time.Time `json:"created_at"`
+
+	// DeliveryId Sent in `Flightdeck-Delivery`.
+	DeliveryId string `json:"delivery_id"`
+
+	// Event The event delivered, such as `run_events:123`; absent for tests.
+	Event          *string                    `json:"event,omitempty"`
+	EventType      string                     `json:"event_type"`
+	Id             int64                      `json:"id"`
+	LastError      *string                    `json:"last_error,omitempty"`
+	LastStatusCode *int                       `json:"last_status_code,omitempty"`
+	Log            []NotificationAttempt      `json:"log"`
+	NextAttemptAt  *time.Time                 `json:"next_attempt_at,omitempty"`
+	Status         NotificationDeliveryStatus `json:"status"`
+	Summary        string                     `json:"summary"`
+}
+
+// NotificationDeliveryStatus defines model for NotificationDelivery.Status.
+type NotificationDeliveryStatus string
+
+// NotificationDeliveryList defines model for NotificationDeliveryList.
+type NotificationDeliveryList struct {
+	Items []NotificationDelivery `json:"items"`
+}
+
+// NotificationSubscription defines model for NotificationSubscription.
+type NotificationSubscription struct {
+	// App An app slug, or `*` for every app.
+	App       string    `json:"app"`
+	CreatedAt time.Time `json:"created_at"`
+	CreatedBy string    `json:"created_by"`
+	Enabled   bool      `json:"enabled"`
+
+	// Environment An environment name, or `*` for every environment.
+	Environment string                         `json:"environment"`
+	EventTypes  []string                       `json:"event_types"`
+	Format      NotificationSubscriptionFormat `json:"format"`
+	Id          int64                          `json:"id"`
+	Name        string                         `json:"name"`
+	UpdatedAt   time.Time                      `json:"updated_at"`
+
+	// Url Scheme and host of the receiver; the rest is not shown.
+	Url string `json:"url"`
+}
+
+// NotificationSubscriptionFormat defines model for NotificationSubscription.Format.
+type NotificationSubscriptionFormat string
+
+// NotificationSubscriptionList defines model for NotificationSubscriptionList.
+type NotificationSubscriptionList struct {
+	Items []NotificationSubscription `json:"items"`
+}
+
+// OverrideRequest Why a run may go despite the deploy windows and freezes.
+type OverrideRequest struct {
+	Reason string `json:"reason"`
+}
 
 // Problem An RFC 9457 problem document, the one error shape of the API.
 type Problem struct {
@@ -1563,6 +1991,14 @@ type PutSegmentRequest struct {
 
 	// Version The segment's `version` as last read; 0 to create it.
 	Version int64 `json:"version"`
+}
+
+// RecordSchemaPhaseRequest defines model for RecordSchemaPhaseRequest.
+type RecordSchemaPhaseRequest struct {
+	Phase SchemaPhaseName `json:"phase"`
+
+	// RunId The run that carried the phase, if one did.
+	RunId *int64 `json:"run_id,omitempty"`
 }
 
 // RecreateParams defines model for RecreateParams.
@@ -1815,6 +2251,40 @@ type SampleRejectionProblem struct {
 	Type string `json:"type"`
 }
 
+// SchemaChange defines model for SchemaChange.
+type SchemaChange struct {
+	CreatedAt   time.Time `json:"created_at"`
+	CreatedBy   string    `json:"created_by"`
+	Description string    `json:"description"`
+
+	// Environments Every environment of the app with the phases it has reached.
+	Environments []SchemaChangeEnvironment `json:"environments"`
+	Key          string                    `json:"key"`
+}
+
+// SchemaChangeEnvironment defines model for SchemaChangeEnvironment.
+type SchemaChangeEnvironment struct {
+	Environment string               `json:"environment"`
+	Phases      []SchemaPhaseReached `json:"phases"`
+	Reached     *SchemaPhaseName     `json:"reached,omitempty"`
+}
+
+// SchemaChangeList defines model for SchemaChangeList.
+type SchemaChangeList struct {
+	Items []SchemaChange `json:"items"`
+}
+
+// SchemaPhaseName defines model for SchemaPhaseName.
+type SchemaPhaseName string
+
+// SchemaPhaseReached defines model for SchemaPhaseReached.
+type SchemaPhaseReached struct {
+	Phase     SchemaPhaseName `json:"phase"`
+	ReachedAt time.Time       `json:"reached_at"`
+	ReachedBy string          `json:"reached_by"`
+	RunId     *int64          `json:"run_id,omitempty"`
+}
+
 // Segment A group of users shared by the flags of an app.
 type Segment struct {
 	Clauses   []FlagClause `json:"clauses"`
@@ -2051,6 +2521,20 @@ type UpdateFlagRequest struct {
 	Version int64 `json:"version"`
 }
 
+// UpdateNotificationSubscriptionRequest defines model for UpdateNotificationSubscriptionRequest.
+type UpdateNotificationSubscriptionRequest struct {
+	App         *string                                      `json:"app,omitempty"`
+	Enabled     *bool                                        `json:"enabled,omitempty"`
+	Environment *string                                      `json:"environment,omitempty"`
+	EventTypes  *[]string                                    `json:"event_types,omitempty"`
+	Format      *UpdateNotificationSubscriptionRequestFormat `json:"format,omitempty"`
+	Name        *string                                      `json:"name,omitempty"`
+	Url         *string                                      `json:"url,omitempty"`
+}
+
+// UpdateNotificationSubscriptionRequestFormat defines model for UpdateNotificationSubscriptionRequest.Format.
+type UpdateNotificationSubscriptionRequestFormat string
+
 // ValidationProblem A problem document that names every field at fault.
 type ValidationProblem struct {
 	// Detail What went wrong with this request, for people.
@@ -2071,6 +2555,17 @@ type ValidationProblem struct {
 	//
 	// Example: about:blank
 	Type string `json:"type"`
+}
+
+// VersionSchemaNeed defines model for VersionSchemaNeed.
+type VersionSchemaNeed struct {
+	Change string          `json:"change"`
+	Phase  SchemaPhaseName `json:"phase"`
+}
+
+// VersionSchemaNeeds defines model for VersionSchemaNeeds.
+type VersionSchemaNeeds struct {
+	Needs []VersionSchemaNeed `json:"needs"`
 }
 
 // VersionWeight One version in a desired state.
@@ -2156,6 +2651,9 @@ type IfMatch = string
 
 // Limit defines model for Limit.
 type Limit = int
+
+// NotificationSubscriptionID defines model for NotificationSubscriptionID.
+type NotificationSubscriptionID = int64
 
 // RunID defines model for RunID.
 type RunID = int64
@@ -2254,6 +2752,39 @@ type ListSegmentsParams struct {
 	Limit *Limit `form:"limit,omitempty" json:"limit,omitempty"`
 }
 
+// ExportAuditLogParams defines parameters for ExportAuditLog.
+type ExportAuditLogParams struct {
+	// Format `jsonl` for JSON lines, `csv` for CSV.
+	Format ExportAuditLogParamsFormat `form:"format" json:"format"`
+
+	// App Only entries of this app.
+	App *string `form:"app,omitempty" json:"app,omitempty"`
+
+	// Environment Only entries of environments with this name.
+	Environment *string `form:"environment,omitempty" json:"environment,omitempty"`
+
+	// Actor Only entries by this actor, a username or `token:<name>`.
+	Actor *string `form:"actor,omitempty" json:"actor,omitempty"`
+
+	// HideEngine `true` leaves out the engine's own steps (phases applied, analyses), so that what people and tokens did stands out; they are included by default.
+	HideEngine *bool `form:"hide_engine,omitempty" json:"hide_engine,omitempty"`
+
+	// From Only entries at or after this time (RFC 3339).
+	From *string `form:"from,omitempty" json:"from,omitempty"`
+
+	// To Only entries before this time (RFC 3339).
+	To *string `form:"to,omitempty" json:"to,omitempty"`
+}
+
+// ExportAuditLogParamsFormat defines parameters for ExportAuditLog.
+type ExportAuditLogParamsFormat string
+
+// ListNotificationDeliveriesParams defines parameters for ListNotificationDeliveries.
+type ListNotificationDeliveriesParams struct {
+	// Limit The most items to return.
+	Limit *Limit `form:"limit,omitempty" json:"limit,omitempty"`
+}
+
 // ListRunsParams defines parameters for ListRuns.
 type ListRunsParams struct {
 	// App Only runs of the app with this slug.
@@ -2307,6 +2838,12 @@ type UpdateEnvironmentJSONRequestBody = UpdateEnvironmentRequest
 // SetApprovalPolicyJSONRequestBody defines body for SetApprovalPolicy for application/json ContentType.
 type SetApprovalPolicyJSONRequestBody = ApprovalPolicyRequest
 
+// PutDeployWindowsJSONRequestBody defines body for PutDeployWindows for application/json ContentType.
+type PutDeployWindowsJSONRequestBody = DeployWindows
+
+// CreateFreezeJSONRequestBody defines body for CreateFreeze for application/json ContentType.
+type CreateFreezeJSONRequestBody = NewFreeze
+
 // CreateRunJSONRequestBody defines body for CreateRun for application/json ContentType.
 type CreateRunJSONRequestBody = CreateRunRequest
 
@@ -2328,14 +2865,35 @@ type StartFlagRolloutJSONRequestBody = StartFlagRolloutRequest
 // IngestFlagRolloutMetricsJSONRequestBody defines body for IngestFlagRolloutMetrics for application/json ContentType.
 type IngestFlagRolloutMetricsJSONRequestBody = MetricBatch
 
+// CreateSchemaChangeJSONRequestBody defines body for CreateSchemaChange for application/json ContentType.
+type CreateSchemaChangeJSONRequestBody = CreateSchemaChangeRequest
+
+// RecordSchemaPhaseJSONRequestBody defines body for RecordSchemaPhase for application/json ContentType.
+type RecordSchemaPhaseJSONRequestBody = RecordSchemaPhaseRequest
+
 // PutSegmentJSONRequestBody defines body for PutSegment for application/json ContentType.
 type PutSegmentJSONRequestBody = PutSegmentRequest
+
+// SetVersionSchemaNeedsJSONRequestBody defines body for SetVersionSchemaNeeds for application/json ContentType.
+type SetVersionSchemaNeedsJSONRequestBody = VersionSchemaNeeds
+
+// StopLineJSONRequestBody defines body for StopLine for application/json ContentType.
+type StopLineJSONRequestBody = HaltRequest
+
+// CreateNotificationSubscriptionJSONRequestBody defines body for CreateNotificationSubscription for application/json ContentType.
+type CreateNotificationSubscriptionJSONRequestBody = CreateNotificationSubscriptionRequest
+
+// UpdateNotificationSubscriptionJSONRequestBody defines body for UpdateNotificationSubscription for application/json ContentType.
+type UpdateNotificationSubscriptionJSONRequestBody = UpdateNotificationSubscriptionRequest
 
 // ActOnRunJSONRequestBody defines body for ActOnRun for application/json ContentType.
 type ActOnRunJSONRequestBody = RunActionRequest
 
 // ReportDriverStatusJSONRequestBody defines body for ReportDriverStatus for application/json ContentType.
 type ReportDriverStatusJSONRequestBody = DriverStatusRequest
+
+// OverrideRunJSONRequestBody defines body for OverrideRun for application/json ContentType.
+type OverrideRunJSONRequestBody = OverrideRequest
 
 // ServerInterface represents all server handlers.
 type ServerInterface interface {
@@ -2372,6 +2930,21 @@ type ServerInterface interface {
 	// SetApprovalPolicy Set an environment's approval policy
 	// (PUT /api/v1/apps/{app}/environments/{env}/approval-policy)
 	SetApprovalPolicy(ctx echo.Context, app AppSlug, env EnvironmentName) error
+	// GetDeployWindows Read the deploy windows of an environment
+	// (GET /api/v1/apps/{app}/environments/{env}/deploy-windows)
+	GetDeployWindows(ctx echo.Context, app AppSlug, env EnvironmentName) error
+	// PutDeployWindows Replace the deploy windows of an environment
+	// (PUT /api/v1/apps/{app}/environments/{env}/deploy-windows)
+	PutDeployWindows(ctx echo.Context, app AppSlug, env EnvironmentName) error
+	// ListFreezes List the freezes of an environment
+	// (GET /api/v1/apps/{app}/environments/{env}/freezes)
+	ListFreezes(ctx echo.Context, app AppSlug, env EnvironmentName) error
+	// CreateFreeze Freeze an environment
+	// (POST /api/v1/apps/{app}/environments/{env}/freezes)
+	CreateFreeze(ctx echo.Context, app AppSlug, env EnvironmentName) error
+	// EndFreeze End a freeze early
+	// (POST /api/v1/apps/{app}/environments/{env}/freezes/{freeze}/end)
+	EndFreeze(ctx echo.Context, app AppSlug, env EnvironmentName, freeze int64) error
 	// CreateRun Start a run
 	// (POST /api/v1/apps/{app}/environments/{env}/runs)
 	CreateRun(ctx echo.Context, app AppSlug, env EnvironmentName, params CreateRunParams) error
@@ -2411,12 +2984,60 @@ type ServerInterface interface {
 	// ListFlagHistory Read a feature flag's history
 	// (GET /api/v1/apps/{app}/flags/{flag}/history)
 	ListFlagHistory(ctx echo.Context, app AppSlug, flag FlagKey, params ListFlagHistoryParams) error
+	// ListSchemaChanges List an app's expand–contract schema changes
+	// (GET /api/v1/apps/{app}/schema-changes)
+	ListSchemaChanges(ctx echo.Context, app AppSlug) error
+	// CreateSchemaChange Track a new expand–contract schema change
+	// (POST /api/v1/apps/{app}/schema-changes)
+	CreateSchemaChange(ctx echo.Context, app AppSlug) error
+	// RecordSchemaPhase Record that an environment reached a phase of a schema change
+	// (POST /api/v1/apps/{app}/schema-changes/{change}/environments/{env}/phases)
+	RecordSchemaPhase(ctx echo.Context, app AppSlug, change string, env EnvironmentName) error
 	// ListSegments List the segments of an app
 	// (GET /api/v1/apps/{app}/segments)
 	ListSegments(ctx echo.Context, app AppSlug, params ListSegmentsParams) error
 	// PutSegment Create or replace a segment
 	// (PUT /api/v1/apps/{app}/segments/{segment})
 	PutSegment(ctx echo.Context, app AppSlug, segment SegmentKey) error
+	// GetVersionSchemaNeeds Read the schema phases a version needs
+	// (GET /api/v1/apps/{app}/versions/{version}/schema-needs)
+	GetVersionSchemaNeeds(ctx echo.Context, app AppSlug, version string) error
+	// SetVersionSchemaNeeds Record the schema phases a version needs
+	// (PUT /api/v1/apps/{app}/versions/{version}/schema-needs)
+	SetVersionSchemaNeeds(ctx echo.Context, app AppSlug, version string) error
+	// ExportAuditLog Export the audit log
+	// (GET /api/v1/audit)
+	ExportAuditLog(ctx echo.Context, params ExportAuditLogParams) error
+	// GetHalt Whether the line is stopped
+	// (GET /api/v1/halt)
+	GetHalt(ctx echo.Context) error
+	// StopLine Stop the line
+	// (POST /api/v1/halt)
+	StopLine(ctx echo.Context) error
+	// LiftHalt Restart the line
+	// (POST /api/v1/halt/lift)
+	LiftHalt(ctx echo.Context) error
+	// ListNotificationSubscriptions List notification subscriptions
+	// (GET /api/v1/notifications/subscriptions)
+	ListNotificationSubscriptions(ctx echo.Context) error
+	// CreateNotificationSubscription Subscribe a URL to run and flag events
+	// (POST /api/v1/notifications/subscriptions)
+	CreateNotificationSubscription(ctx echo.Context) error
+	// DeleteNotificationSubscription Delete a notification subscription and its delivery log
+	// (DELETE /api/v1/notifications/subscriptions/{id})
+	DeleteNotificationSubscription(ctx echo.Context, id NotificationSubscriptionID) error
+	// GetNotificationSubscription Read a notification subscription
+	// (GET /api/v1/notifications/subscriptions/{id})
+	GetNotificationSubscription(ctx echo.Context, id NotificationSubscriptionID) error
+	// UpdateNotificationSubscription Change a notification subscription
+	// (PATCH /api/v1/notifications/subscriptions/{id})
+	UpdateNotificationSubscription(ctx echo.Context, id NotificationSubscriptionID) error
+	// ListNotificationDeliveries The delivery log of a subscription
+	// (GET /api/v1/notifications/subscriptions/{id}/deliveries)
+	ListNotificationDeliveries(ctx echo.Context, id NotificationSubscriptionID, params ListNotificationDeliveriesParams) error
+	// TestNotificationSubscription Send a test notification
+	// (POST /api/v1/notifications/subscriptions/{id}/test)
+	TestNotificationSubscription(ctx echo.Context, id NotificationSubscriptionID) error
 	// ListRuns List runs
 	// (GET /api/v1/runs)
 	ListRuns(ctx echo.Context, params ListRunsParams) error
@@ -2435,6 +3056,9 @@ type ServerInterface interface {
 	// ListRunEvents Read a run's events
 	// (GET /api/v1/runs/{id}/events)
 	ListRunEvents(ctx echo.Context, id RunID, params ListRunEventsParams) error
+	// OverrideRun Let a waiting run go despite windows and freezes
+	// (POST /api/v1/runs/{id}/override)
+	OverrideRun(ctx echo.Context, id RunID) error
 }
 
 // ServerInterfaceWrapper converts echo contexts to parameters.
@@ -2685,6 +3309,134 @@ func (w *ServerInterfaceWrapper) SetApprovalPolicy(ctx echo.Context) error {
 
 	// Invoke the callback with all the unmarshaled arguments
 	err = w.Handler.SetApprovalPolicy(ctx, app, env)
+	return err
+}
+
+// GetDeployWindows converts echo context to params.
+func (w *ServerInterfaceWrapper) GetDeployWindows(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "app" -------------
+	var app AppSlug
+
+	err = runtime.BindStyledParameterWithOptions("simple", "app", ctx.Param("app"), &app, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter app: %s", err))
+	}
+
+	// ------------- Path parameter "env" -------------
+	var env EnvironmentName
+
+	err = runtime.BindStyledParameterWithOptions("simple", "env", ctx.Param("env"), &env, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter env: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.GetDeployWindows(ctx, app, env)
+	return err
+}
+
+// PutDeployWindows converts echo context to params.
+func (w *ServerInterfaceWrapper) PutDeployWindows(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "app" -------------
+	var app AppSlug
+
+	err = runtime.BindStyledParameterWithOptions("simple", "app", ctx.Param("app"), &app, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter app: %s", err))
+	}
+
+	// ------------- Path parameter "env" -------------
+	var env EnvironmentName
+
+	err = runtime.BindStyledParameterWithOptions("simple", "env", ctx.Param("env"), &env, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter env: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.PutDeployWindows(ctx, app, env)
+	return err
+}
+
+// ListFreezes converts echo context to params.
+func (w *ServerInterfaceWrapper) ListFreezes(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "app" -------------
+	var app AppSlug
+
+	err = runtime.BindStyledParameterWithOptions("simple", "app", ctx.Param("app"), &app, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter app: %s", err))
+	}
+
+	// ------------- Path parameter "env" -------------
+	var env EnvironmentName
+
+	err = runtime.BindStyledParameterWithOptions("simple", "env", ctx.Param("env"), &env, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter env: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.ListFreezes(ctx, app, env)
+	return err
+}
+
+// CreateFreeze converts echo context to params.
+func (w *ServerInterfaceWrapper) CreateFreeze(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "app" -------------
+	var app AppSlug
+
+	err = runtime.BindStyledParameterWithOptions("simple", "app", ctx.Param("app"), &app, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter app: %s", err))
+	}
+
+	// ------------- Path parameter "env" -------------
+	var env EnvironmentName
+
+	err = runtime.BindStyledParameterWithOptions("simple", "env", ctx.Param("env"), &env, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter env: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.CreateFreeze(ctx, app, env)
+	return err
+}
+
+// EndFreeze converts echo context to params.
+func (w *ServerInterfaceWrapper) EndFreeze(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "app" -------------
+	var app AppSlug
+
+	err = runtime.BindStyledParameterWithOptions("simple", "app", ctx.Param("app"), &app, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter app: %s", err))
+	}
+
+	// ------------- Path parameter "env" -------------
+	var env EnvironmentName
+
+	err = runtime.BindStyledParameterWithOptions("simple", "env", ctx.Param("env"), &env, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter env: %s", err))
+	}
+
+	// ------------- Path parameter "freeze" -------------
+	var freeze int64
+
+	err = runtime.BindStyledParameterWithOptions("simple", "freeze", ctx.Param("freeze"), &freeze, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "integer", Format: "int64", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter freeze: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.EndFreeze(ctx, app, env, freeze)
 	return err
 }
 
@@ -3092,6 +3844,70 @@ func (w *ServerInterfaceWrapper) ListFlagHistory(ctx echo.Context) error {
 	return err
 }
 
+// ListSchemaChanges converts echo context to params.
+func (w *ServerInterfaceWrapper) ListSchemaChanges(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "app" -------------
+	var app AppSlug
+
+	err = runtime.BindStyledParameterWithOptions("simple", "app", ctx.Param("app"), &app, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter app: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.ListSchemaChanges(ctx, app)
+	return err
+}
+
+// CreateSchemaChange converts echo context to params.
+func (w *ServerInterfaceWrapper) CreateSchemaChange(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "app" -------------
+	var app AppSlug
+
+	err = runtime.BindStyledParameterWithOptions("simple", "app", ctx.Param("app"), &app, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter app: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.CreateSchemaChange(ctx, app)
+	return err
+}
+
+// RecordSchemaPhase converts echo context to params.
+func (w *ServerInterfaceWrapper) RecordSchemaPhase(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "app" -------------
+	var app AppSlug
+
+	err = runtime.BindStyledParameterWithOptions("simple", "app", ctx.Param("app"), &app, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter app: %s", err))
+	}
+
+	// ------------- Path parameter "change" -------------
+	var change string
+
+	err = runtime.BindStyledParameterWithOptions("simple", "change", ctx.Param("change"), &change, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter change: %s", err))
+	}
+
+	// ------------- Path parameter "env" -------------
+	var env EnvironmentName
+
+	err = runtime.BindStyledParameterWithOptions("simple", "env", ctx.Param("env"), &env, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter env: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.RecordSchemaPhase(ctx, app, change, env)
+	return err
+}
+
 // ListSegments converts echo context to params.
 func (w *ServerInterfaceWrapper) ListSegments(ctx echo.Context) error {
 	var err error
@@ -3145,6 +3961,248 @@ func (w *ServerInterfaceWrapper) PutSegment(ctx echo.Context) error {
 
 	// Invoke the callback with all the unmarshaled arguments
 	err = w.Handler.PutSegment(ctx, app, segment)
+	return err
+}
+
+// GetVersionSchemaNeeds converts echo context to params.
+func (w *ServerInterfaceWrapper) GetVersionSchemaNeeds(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "app" -------------
+	var app AppSlug
+
+	err = runtime.BindStyledParameterWithOptions("simple", "app", ctx.Param("app"), &app, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter app: %s", err))
+	}
+
+	// ------------- Path parameter "version" -------------
+	var version string
+
+	err = runtime.BindStyledParameterWithOptions("simple", "version", ctx.Param("version"), &version, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter version: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.GetVersionSchemaNeeds(ctx, app, version)
+	return err
+}
+
+// SetVersionSchemaNeeds converts echo context to params.
+func (w *ServerInterfaceWrapper) SetVersionSchemaNeeds(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "app" -------------
+	var app AppSlug
+
+	err = runtime.BindStyledParameterWithOptions("simple", "app", ctx.Param("app"), &app, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter app: %s", err))
+	}
+
+	// ------------- Path parameter "version" -------------
+	var version string
+
+	err = runtime.BindStyledParameterWithOptions("simple", "version", ctx.Param("version"), &version, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter version: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.SetVersionSchemaNeeds(ctx, app, version)
+	return err
+}
+
+// ExportAuditLog converts echo context to params.
+func (w *ServerInterfaceWrapper) ExportAuditLog(ctx echo.Context) error {
+	var err error
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params ExportAuditLogParams
+	// ------------- Required query parameter "format" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, true, "format", ctx.QueryParams(), &params.Format, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter format: %s", err))
+	}
+
+	// ------------- Optional query parameter "app" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "app", ctx.QueryParams(), &params.App, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter app: %s", err))
+	}
+
+	// ------------- Optional query parameter "environment" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "environment", ctx.QueryParams(), &params.Environment, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter environment: %s", err))
+	}
+
+	// ------------- Optional query parameter "actor" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "actor", ctx.QueryParams(), &params.Actor, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter actor: %s", err))
+	}
+
+	// ------------- Optional query parameter "hide_engine" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "hide_engine", ctx.QueryParams(), &params.HideEngine, runtime.BindQueryParameterOptions{Type: "boolean", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter hide_engine: %s", err))
+	}
+
+	// ------------- Optional query parameter "from" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "from", ctx.QueryParams(), &params.From, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter from: %s", err))
+	}
+
+	// ------------- Optional query parameter "to" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "to", ctx.QueryParams(), &params.To, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter to: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.ExportAuditLog(ctx, params)
+	return err
+}
+
+// GetHalt converts echo context to params.
+func (w *ServerInterfaceWrapper) GetHalt(ctx echo.Context) error {
+	var err error
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.GetHalt(ctx)
+	return err
+}
+
+// StopLine converts echo context to params.
+func (w *ServerInterfaceWrapper) StopLine(ctx echo.Context) error {
+	var err error
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.StopLine(ctx)
+	return err
+}
+
+// LiftHalt converts echo context to params.
+func (w *ServerInterfaceWrapper) LiftHalt(ctx echo.Context) error {
+	var err error
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.LiftHalt(ctx)
+	return err
+}
+
+// ListNotificationSubscriptions converts echo context to params.
+func (w *ServerInterfaceWrapper) ListNotificationSubscriptions(ctx echo.Context) error {
+	var err error
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.ListNotificationSubscriptions(ctx)
+	return err
+}
+
+// CreateNotificationSubscription converts echo context to params.
+func (w *ServerInterfaceWrapper) CreateNotificationSubscription(ctx echo.Context) error {
+	var err error
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.CreateNotificationSubscription(ctx)
+	return err
+}
+
+// DeleteNotificationSubscription converts echo context to params.
+func (w *ServerInterfaceWrapper) DeleteNotificationSubscription(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "id" -------------
+	var id NotificationSubscriptionID
+
+	err = runtime.BindStyledParameterWithOptions("simple", "id", ctx.Param("id"), &id, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "integer", Format: "int64", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter id: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.DeleteNotificationSubscription(ctx, id)
+	return err
+}
+
+// GetNotificationSubscription converts echo context to params.
+func (w *ServerInterfaceWrapper) GetNotificationSubscription(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "id" -------------
+	var id NotificationSubscriptionID
+
+	err = runtime.BindStyledParameterWithOptions("simple", "id", ctx.Param("id"), &id, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "integer", Format: "int64", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter id: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.GetNotificationSubscription(ctx, id)
+	return err
+}
+
+// UpdateNotificationSubscription converts echo context to params.
+func (w *ServerInterfaceWrapper) UpdateNotificationSubscription(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "id" -------------
+	var id NotificationSubscriptionID
+
+	err = runtime.BindStyledParameterWithOptions("simple", "id", ctx.Param("id"), &id, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "integer", Format: "int64", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter id: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.UpdateNotificationSubscription(ctx, id)
+	return err
+}
+
+// ListNotificationDeliveries converts echo context to params.
+func (w *ServerInterfaceWrapper) ListNotificationDeliveries(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "id" -------------
+	var id NotificationSubscriptionID
+
+	err = runtime.BindStyledParameterWithOptions("simple", "id", ctx.Param("id"), &id, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "integer", Format: "int64", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter id: %s", err))
+	}
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params ListNotificationDeliveriesParams
+	// ------------- Optional query parameter "limit" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "limit", ctx.QueryParams(), &params.Limit, runtime.BindQueryParameterOptions{Type: "integer", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter limit: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.ListNotificationDeliveries(ctx, id, params)
+	return err
+}
+
+// TestNotificationSubscription converts echo context to params.
+func (w *ServerInterfaceWrapper) TestNotificationSubscription(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "id" -------------
+	var id NotificationSubscriptionID
+
+	err = runtime.BindStyledParameterWithOptions("simple", "id", ctx.Param("id"), &id, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "integer", Format: "int64", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter id: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.TestNotificationSubscription(ctx, id)
 	return err
 }
 
@@ -3335,6 +4393,22 @@ func (w *ServerInterfaceWrapper) ListRunEvents(ctx echo.Context) error {
 	return err
 }
 
+// OverrideRun converts echo context to params.
+func (w *ServerInterfaceWrapper) OverrideRun(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "id" -------------
+	var id RunID
+
+	err = runtime.BindStyledParameterWithOptions("simple", "id", ctx.Param("id"), &id, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "integer", Format: "int64", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter id: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.OverrideRun(ctx, id)
+	return err
+}
+
 // This is a simple interface which specifies echo.Route addition functions which
 // are present on both echo.Echo and echo.Group, since we want to allow using
 // either of them for path registration
@@ -3394,6 +4468,11 @@ func RegisterHandlersWithOptions(router EchoRouter, si ServerInterface, options 
 	router.POST(options.BaseURL+"/api/v1/apps/:app/environments/:env/runs", wrapper.CreateRun, options.OperationMiddlewares["createRun"]...)
 	router.GET(options.BaseURL+"/api/v1/apps/:app/environments/:env/approval-policy", wrapper.GetApprovalPolicy, options.OperationMiddlewares["getApprovalPolicy"]...)
 	router.PUT(options.BaseURL+"/api/v1/apps/:app/environments/:env/approval-policy", wrapper.SetApprovalPolicy, options.OperationMiddlewares["setApprovalPolicy"]...)
+	router.GET(options.BaseURL+"/api/v1/apps/:app/schema-changes", wrapper.ListSchemaChanges, options.OperationMiddlewares["listSchemaChanges"]...)
+	router.POST(options.BaseURL+"/api/v1/apps/:app/schema-changes", wrapper.CreateSchemaChange, options.OperationMiddlewares["createSchemaChange"]...)
+	router.POST(options.BaseURL+"/api/v1/apps/:app/schema-changes/:change/environments/:env/phases", wrapper.RecordSchemaPhase, options.OperationMiddlewares["recordSchemaPhase"]...)
+	router.GET(options.BaseURL+"/api/v1/apps/:app/versions/:version/schema-needs", wrapper.GetVersionSchemaNeeds, options.OperationMiddlewares["getVersionSchemaNeeds"]...)
+	router.PUT(options.BaseURL+"/api/v1/apps/:app/versions/:version/schema-needs", wrapper.SetVersionSchemaNeeds, options.OperationMiddlewares["setVersionSchemaNeeds"]...)
 	router.GET(options.BaseURL+"/api/v1/apps/:app/flags", wrapper.ListFlags, options.OperationMiddlewares["listFlags"]...)
 	router.POST(options.BaseURL+"/api/v1/apps/:app/flags", wrapper.CreateFlag, options.OperationMiddlewares["createFlag"]...)
 	router.GET(options.BaseURL+"/api/v1/apps/:app/flags/:flag", wrapper.GetFlag, options.OperationMiddlewares["getFlag"]...)
@@ -3414,5 +4493,22 @@ func RegisterHandlersWithOptions(router EchoRouter, si ServerInterface, options 
 	router.POST(options.BaseURL+"/api/v1/runs/:id/driver-status", wrapper.ReportDriverStatus, options.OperationMiddlewares["reportDriverStatus"]...)
 	router.GET(options.BaseURL+"/api/v1/runs/:id/events", wrapper.ListRunEvents, options.OperationMiddlewares["listRunEvents"]...)
 	router.GET(options.BaseURL+"/api/v1/runs/:id/decisions", wrapper.ListRunDecisions, options.OperationMiddlewares["listRunDecisions"]...)
+	router.GET(options.BaseURL+"/api/v1/audit", wrapper.ExportAuditLog, options.OperationMiddlewares["exportAuditLog"]...)
+	router.GET(options.BaseURL+"/api/v1/notifications/subscriptions", wrapper.ListNotificationSubscriptions, options.OperationMiddlewares["listNotificationSubscriptions"]...)
+	router.POST(options.BaseURL+"/api/v1/notifications/subscriptions", wrapper.CreateNotificationSubscription, options.OperationMiddlewares["createNotificationSubscription"]...)
+	router.DELETE(options.BaseURL+"/api/v1/notifications/subscriptions/:id", wrapper.DeleteNotificationSubscription, options.OperationMiddlewares["deleteNotificationSubscription"]...)
+	router.GET(options.BaseURL+"/api/v1/notifications/subscriptions/:id", wrapper.GetNotificationSubscription, options.OperationMiddlewares["getNotificationSubscription"]...)
+	router.PATCH(options.BaseURL+"/api/v1/notifications/subscriptions/:id", wrapper.UpdateNotificationSubscription, options.OperationMiddlewares["updateNotificationSubscription"]...)
+	router.GET(options.BaseURL+"/api/v1/notifications/subscriptions/:id/deliveries", wrapper.ListNotificationDeliveries, options.OperationMiddlewares["listNotificationDeliveries"]...)
+	router.POST(options.BaseURL+"/api/v1/notifications/subscriptions/:id/test", wrapper.TestNotificationSubscription, options.OperationMiddlewares["testNotificationSubscription"]...)
+	router.GET(options.BaseURL+"/api/v1/apps/:app/environments/:env/deploy-windows", wrapper.GetDeployWindows, options.OperationMiddlewares["getDeployWindows"]...)
+	router.PUT(options.BaseURL+"/api/v1/apps/:app/environments/:env/deploy-windows", wrapper.PutDeployWindows, options.OperationMiddlewares["putDeployWindows"]...)
+	router.GET(options.BaseURL+"/api/v1/apps/:app/environments/:env/freezes", wrapper.ListFreezes, options.OperationMiddlewares["listFreezes"]...)
+	router.POST(options.BaseURL+"/api/v1/apps/:app/environments/:env/freezes", wrapper.CreateFreeze, options.OperationMiddlewares["createFreeze"]...)
+	router.POST(options.BaseURL+"/api/v1/apps/:app/environments/:env/freezes/:freeze/end", wrapper.EndFreeze, options.OperationMiddlewares["endFreeze"]...)
+	router.POST(options.BaseURL+"/api/v1/runs/:id/override", wrapper.OverrideRun, options.OperationMiddlewares["overrideRun"]...)
+	router.GET(options.BaseURL+"/api/v1/halt", wrapper.GetHalt, options.OperationMiddlewares["getHalt"]...)
+	router.POST(options.BaseURL+"/api/v1/halt", wrapper.StopLine, options.OperationMiddlewares["stopLine"]...)
+	router.POST(options.BaseURL+"/api/v1/halt/lift", wrapper.LiftHalt, options.OperationMiddlewares["liftHalt"]...)
 
 }

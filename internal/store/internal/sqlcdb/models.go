@@ -78,6 +78,14 @@ type Decision struct {
 	Record      json.RawMessage
 }
 
+type DeployWindow struct {
+	EnvironmentID int64
+	Windows       json.RawMessage
+	Outside       string
+	UpdatedBy     string
+	UpdatedAt     time.Time
+}
+
 type DriverDelivery struct {
 	RunID          int64
 	Generation     int64
@@ -133,6 +141,8 @@ type FlagEvent struct {
 	Actor         string
 	Type          string
 	Payload       json.RawMessage
+	RemoteAddr    *string
+	UserAgent     *string
 }
 
 type FlagRollout struct {
@@ -177,6 +187,41 @@ type FlagState struct {
 	UpdatedBy     string
 }
 
+type Freeze struct {
+	ID            int64
+	EnvironmentID int64
+	Reason        string
+	StartsAt      time.Time
+	EndsAt        time.Time
+	CreatedBy     string
+	CreatedAt     time.Time
+	EndedAt       *time.Time
+	EndedBy       *string
+}
+
+type GovernanceHold struct {
+	RunID    int64
+	Cause    string
+	PausedAt time.Time
+}
+
+type GovernanceOverride struct {
+	RunID     int64
+	Reason    string
+	Actor     string
+	CreatedAt time.Time
+}
+
+type Halt struct {
+	ID       bool
+	Active   bool
+	Reason   string
+	HaltedBy string
+	HaltedAt *time.Time
+	LiftedBy string
+	LiftedAt *time.Time
+}
+
 type IdempotencyKey struct {
 	TokenID      int64
 	Method       string
@@ -201,6 +246,56 @@ type MetricWindow struct {
 	P50         pgtype.Float8
 	P95         pgtype.Float8
 	P99         pgtype.Float8
+}
+
+type NotificationAttempt struct {
+	ID         int64
+	DeliveryID int64
+	Attempt    int32
+	At         time.Time
+	StatusCode pgtype.Int4
+	Response   string
+	Error      string
+	DurationMs int32
+}
+
+type NotificationCursor struct {
+	Source    string
+	LastID    int64
+	UpdatedAt time.Time
+}
+
+type NotificationDelivery struct {
+	ID             int64
+	DeliveryKey    string
+	SubscriptionID int64
+	EventSource    string
+	EventID        int64
+	EventType      string
+	Summary        string
+	Body           string
+	Status         string
+	Attempts       int32
+	NextAttemptAt  *time.Time
+	LastStatusCode pgtype.Int4
+	LastError      string
+	CreatedAt      time.Time
+	UpdatedAt      time.Time
+}
+
+type NotificationSubscription struct {
+	ID          int64
+	Name        string
+	App         string
+	Environment string
+	EventTypes  []string
+	Url         string
+	Secret      string
+	Format      string
+	Enabled     bool
+	CreatedBy   string
+	CreatedAt   time.Time
+	UpdatedAt   time.Time
 }
 
 type RoleBinding struct {
@@ -248,12 +343,14 @@ type Run struct {
 }
 
 type RunEvent struct {
-	ID      int64
-	RunID   int64
-	At      time.Time
-	Type    string
-	Actor   string
-	Payload json.RawMessage
+	ID         int64
+	RunID      int64
+	At         time.Time
+	Type       string
+	Actor      string
+	Payload    json.RawMessage
+	RemoteAddr *string
+	UserAgent  *string
 }
 
 type RunPhase struct {
@@ -266,6 +363,24 @@ type RunPhase struct {
 	BakeSeconds int64
 	StartedAt   *time.Time
 	FinishedAt  *time.Time
+}
+
+type SchemaChange struct {
+	ID          int64
+	AppID       int64
+	Key         string
+	Description string
+	CreatedAt   time.Time
+	CreatedBy   string
+}
+
+type SchemaChangePhase struct {
+	ChangeID      int64
+	EnvironmentID int64
+	Phase         string
+	ReachedAt     time.Time
+	ReachedBy     string
+	RunID         *int64
 }
 
 type Segment struct {
@@ -298,4 +413,22 @@ type User struct {
 	IsAdmin      bool
 	DisabledAt   *time.Time
 	CreatedAt    time.Time
+}
+
+type UserIdentity struct {
+	ID          int64
+	UserID      int64
+	Issuer      string
+	Subject     string
+	CreatedAt   time.Time
+	LastLoginAt *time.Time
+}
+
+type VersionSchemaNeed struct {
+	AppID    int64
+	Version  string
+	ChangeID int64
+	Phase    string
+	SetAt    time.Time
+	SetBy    string
 }
