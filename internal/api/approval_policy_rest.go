@@ -55,7 +55,10 @@ func (h *restHandlers) SetApprovalPolicy(c echo.Context, slug apigen.AppSlug, na
 	if v, ok := o.str("on_timeout"); ok {
 		p.OnTimeout = v
 	}
-	if err := o.finish("min_approvers", "timeout", "on_timeout"); err != nil {
+	if v, ok := o.boolean("in_window_only"); ok {
+		p.InWindowOnly = v
+	}
+	if err := o.finish("min_approvers", "timeout", "on_timeout", "in_window_only"); err != nil {
 		return err
 	}
 	actor, err := requestActor(c)
@@ -82,7 +85,7 @@ func (h *restHandlers) SetApprovalPolicy(c echo.Context, slug apigen.AppSlug, na
 }
 
 func approvalPolicyBody(p store.ApprovalPolicy) apigen.ApprovalPolicy {
-	out := apigen.ApprovalPolicy{MinApprovers: p.MinApprovers, OnTimeout: apigen.ApprovalPolicyOnTimeout(p.OnTimeout)}
+	out := apigen.ApprovalPolicy{MinApprovers: p.MinApprovers, OnTimeout: apigen.ApprovalPolicyOnTimeout(p.OnTimeout), InWindowOnly: p.InWindowOnly}
 	if p.Timeout > 0 {
 		d := plan.Duration(p.Timeout).String()
 		out.Timeout = &d

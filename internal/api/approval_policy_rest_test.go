@@ -25,6 +25,7 @@ func TestApprovalPolicyThroughTheAPI(t *testing.T) {
 		`{"min_approvers": 2, "timeout": "soon"}`:   "timeout",
 		`{"min_approvers": 2, "on_timeout": "nap"}`: "on_timeout",
 		`{"min_approvers": 2, "quorum": 3}`:         "quorum",
+		`{"min_approvers": 2, "in_window_only": 1}`: "in_window_only",
 	} {
 		rec := a.as("admin-token", exchange{method: http.MethodPut, path: path, body: body})
 		require.Equal(t, http.StatusUnprocessableEntity, rec.Code, "%s: %s", body, rec.Body.String())
@@ -34,11 +35,12 @@ func TestApprovalPolicyThroughTheAPI(t *testing.T) {
 	require.Equal(t, http.StatusForbidden, rec.Code, "changing a policy needs the admin scope")
 	require.Equal(t, 1, decode[apigen.ApprovalPolicy](t, a.must(http.StatusOK, http.MethodGet, path, "")).MinApprovers, "refusals change nothing")
 
-	rec = a.as("admin-token", exchange{method: http.MethodPut, path: path, body: `{"min_approvers": 2, "timeout": "4h", "on_timeout": "escalate"}`})
+	rec = a.as("admin-token", exchange{method: http.MethodPut, path: path, body: `{"min_approvers": 2, "timeout": "4h", "on_timeout": "escalate", "in_window_only": true}`})
 	require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
 	p = decode[apigen.ApprovalPolicy](t, a.must(http.StatusOK, http.MethodGet, path, ""))
 	require.Equal(t, 2, p.MinApprovers)
 	require.Equal(t, "4h", *p.Timeout)
 	require.Equal(t, apigen.ApprovalPolicyOnTimeoutEscalate, p.OnTimeout)
+	require.True(t, p.InWindowOnly)
 	require.Equal(t, "token:admin-token", *p.UpdatedBy)
 }

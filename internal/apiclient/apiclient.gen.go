@@ -876,6 +876,7 @@ type AppName = string
 
 // ApprovalPolicy defines model for ApprovalPolicy.
 type ApprovalPolicy struct {
+	InWindowOnly bool                    `json:"in_window_only"`
 	MinApprovers int                     `json:"min_approvers"`
 	OnTimeout    ApprovalPolicyOnTimeout `json:"on_timeout"`
 
@@ -894,6 +895,9 @@ type ApprovalPolicyOnTimeout string
 
 // ApprovalPolicyRequest defines model for ApprovalPolicyRequest.
 type ApprovalPolicyRequest struct {
+	// InWindowOnly Take approvals only while the environment's deploy window is open and it is not frozen. Default false.
+	InWindowOnly *bool `json:"in_window_only,omitempty"`
+
 	// MinApprovers How many different people must approve each gate.
 	MinApprovers int `json:"min_approvers"`
 

@@ -195,6 +195,11 @@ func (e *Engine) act(ctx context.Context, run store.Run, req ActionRequest) (Act
 			return err
 		}
 		if req.Action == ActionApprove {
+			if closed, err := e.approvalWindowClosed(ctx, run, rc, now); err != nil {
+				return ActionResult{}, err
+			} else if closed != "" {
+				return deny("%s; %s/%s takes approvals only inside its deploy window", closed, rc.app.Slug, rc.env.Name)
+			}
 			needed, approvers, err := e.approversNeeded(ctx, run, rc)
 			if err != nil {
 				return ActionResult{}, err

@@ -36,6 +36,24 @@ func (e *Engine) approversNeeded(ctx context.Context, run store.Run, rc runConte
 	return max(needed, 1), approvers, nil
 }
 
+// approvalWindowClosed returns why an approval may not be given now when
+// the environment takes approvals only inside its deploy window and the
+// window is closed (or the environment frozen); "" when it may.
+func (e *Engine) approvalWindowClosed(ctx context.Context, run store.Run, rc runContext, now time.Time) (string, error) {
+	policy, err := e.store.ApprovalPolicy(ctx, rc.env.ID)
+	if err != nil {
+		return "", fmt.Errorf("reading the approval policy: %w", err)
+	}
+	if !policy.InWindowOnly {
+		return "", nil
+	}
+	v, err := e.verdict(ctx, run, rc.env, now)
+	if err != nil || v.Open {
+		return "", err
+	}
+	return v.Message(now), nil
+}
+
 // updateRecording updates the run with the event and runs record in the
 // same transaction.
 func (e *Engine) updateRecording(ctx context.Context, run store.Run, ev store.Event, record func(*store.Store) error) (store.Run, error) {

@@ -154,3 +154,32 @@ func TestBadApprovalPoliciesAreRefused(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, 1, got.MinApprovers, "nothing was stored")
 }
+
+func TestApprovalsOnlyInsideTheDeployWindow(t *testing.T) {
+	t.Parallel()
+	h := setup(t)
+	ctx := context.Background()
+	env := h.env("prod", nil)
+	_, err := h.store.SetApprovalPolicy(ctx, store.ApprovalPolicy{EnvironmentID: env.ID, MinApprovers: 1, OnTimeout: store.OnTimeoutReject, InWindowOnly: true}, "user:admin")
+	require.NoError(t, err)
+	run := h.start(env, "ring", `{"rings": [
+		{"name": "staff", "audience": {"kind": "header", "key": "X-Group", "values": ["staff"]}, "bake": "1m"},
+		{"name": "everyone", "audience": {"kind": "all"}}]}`)
+	h.driveUntilState(run.ID, store.RunAwaitingApproval)
+
+	freeze, err := h.store.CreateFreeze(ctx, store.Freeze{EnvironmentID: env.ID, Reason: "quarter close", StartsAt: h.clock.Now(),
+		EndsAt: h.clock.Now().Add(2 * time.Hour), CreatedBy: "user:cfo"})
+	require.NoError(t, err)
+	err = approve(h, run.ID, "user:ana")
+	var denied *ActionError
+	require.ErrorAs(t, err, &denied)
+	require.Contains(t, denied.Detail, "prod is frozen: quarter close")
+	require.Contains(t, denied.Detail, "takes approvals only inside its deploy window")
+	approvals, err := h.store.ListApprovals(ctx, run.ID)
+	require.NoError(t, err)
+	require.Empty(t, approvals, "a refused approval records nothing")
+
+	_, err = h.store.EndFreeze(ctx, freeze.ID, "user:cfo")
+	require.NoError(t, err)
+	require.NoError(t, approve(h, run.ID, "user:ana"))
+}

@@ -35,7 +35,10 @@ type ApprovalPolicy struct {
 	// Timeout is how long a gate waits before OnTimeout; 0 waits forever.
 	Timeout   time.Duration
 	OnTimeout string
-	UpdatedAt time.Time
+	// InWindowOnly takes approvals only while the environment's deploy
+	// window is open (and it is not frozen).
+	InWindowOnly bool
+	UpdatedAt    time.Time
 	UpdatedBy string
 }
 
@@ -74,7 +77,8 @@ func (p ApprovalPolicy) Check() error {
 }
 
 func approvalPolicyFromRow(r sqlcdb.ApprovalPolicy) ApprovalPolicy {
-	p := ApprovalPolicy{EnvironmentID: r.EnvironmentID, MinApprovers: int(r.MinApprovers), OnTimeout: r.OnTimeout, UpdatedAt: r.UpdatedAt, UpdatedBy: r.UpdatedBy}
+	p := ApprovalPolicy{EnvironmentID: r.EnvironmentID, MinApprovers: int(r.MinApprovers), OnTimeout: r.OnTimeout, InWindowOnly: r.InWindowOnly,
+		UpdatedAt: r.UpdatedAt, UpdatedBy: r.UpdatedBy}
 	if r.TimeoutMs != nil {
 		p.Timeout = time.Duration(*r.TimeoutMs) * time.Millisecond
 	}
@@ -107,7 +111,7 @@ func (s *Store) SetApprovalPolicy(ctx context.Context, p ApprovalPolicy, actor s
 	}
 	r, err := s.q.ApprovalPolicyUpsert(ctx, sqlcdb.ApprovalPolicyUpsertParams{
 		EnvironmentID: p.EnvironmentID, MinApprovers: int32(p.MinApprovers), TimeoutMs: timeout, OnTimeout: p.OnTimeout,
-		Now: s.Now(), UpdatedBy: cmpActor(actor),
+		InWindowOnly: p.InWindowOnly, Now: s.Now(), UpdatedBy: cmpActor(actor),
 	})
 	if err != nil {
 		return ApprovalPolicy{}, mapError(err)

@@ -11,7 +11,7 @@ import (
 )
 
 const approvalPolicyGet = `-- name: ApprovalPolicyGet :one
-SELECT environment_id, min_approvers, timeout_ms, on_timeout, updated_at, updated_by FROM approval_policies WHERE environment_id = $1
+SELECT environment_id, min_approvers, timeout_ms, on_timeout, updated_at, updated_by, in_window_only FROM approval_policies WHERE environment_id = $1
 `
 
 func (q *Queries) ApprovalPolicyGet(ctx context.Context, environmentID int64) (ApprovalPolicy, error) {
@@ -24,20 +24,22 @@ func (q *Queries) ApprovalPolicyGet(ctx context.Context, environmentID int64) (A
 		&i.OnTimeout,
 		&i.UpdatedAt,
 		&i.UpdatedBy,
+		&i.InWindowOnly,
 	)
 	return i, err
 }
 
 const approvalPolicyUpsert = `-- name: ApprovalPolicyUpsert :one
-INSERT INTO approval_policies (environment_id, min_approvers, timeout_ms, on_timeout, updated_at, updated_by)
-VALUES ($1, $2, $3, $4, $5, $6)
+INSERT INTO approval_policies (environment_id, min_approvers, timeout_ms, on_timeout, in_window_only, updated_at, updated_by)
+VALUES ($1, $2, $3, $4, $5, $6, $7)
 ON CONFLICT (environment_id) DO UPDATE
 SET min_approvers = EXCLUDED.min_approvers,
+    in_window_only = EXCLUDED.in_window_only,
     timeout_ms = EXCLUDED.timeout_ms,
     on_timeout = EXCLUDED.on_timeout,
     updated_at = EXCLUDED.updated_at,
     updated_by = EXCLUDED.updated_by
-RETURNING environment_id, min_approvers, timeout_ms, on_timeout, updated_at, updated_by
+RETURNING environment_id, min_approvers, timeout_ms, on_timeout, updated_at, updated_by, in_window_only
 `
 
 type ApprovalPolicyUpsertParams struct {
@@ -45,6 +47,7 @@ type ApprovalPolicyUpsertParams struct {
 	MinApprovers  int32
 	TimeoutMs     *int64
 	OnTimeout     string
+	InWindowOnly  bool
 	Now           time.Time
 	UpdatedBy     string
 }
@@ -55,6 +58,7 @@ func (q *Queries) ApprovalPolicyUpsert(ctx context.Context, arg ApprovalPolicyUp
 		arg.MinApprovers,
 		arg.TimeoutMs,
 		arg.OnTimeout,
+		arg.InWindowOnly,
 		arg.Now,
 		arg.UpdatedBy,
 	)
@@ -66,6 +70,7 @@ func (q *Queries) ApprovalPolicyUpsert(ctx context.Context, arg ApprovalPolicyUp
 		&i.OnTimeout,
 		&i.UpdatedAt,
 		&i.UpdatedBy,
+		&i.InWindowOnly,
 	)
 	return i, err
 }

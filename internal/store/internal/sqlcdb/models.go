@@ -53,6 +53,7 @@ type ApprovalPolicy struct {
 	OnTimeout     string
 	UpdatedAt     time.Time
 	UpdatedBy     string
+	InWindowOnly  bool
 }
 
 type AuditEvent struct {
