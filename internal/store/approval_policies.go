@@ -39,7 +39,7 @@ type ApprovalPolicy struct {
 	// window is open (and it is not frozen).
 	InWindowOnly bool
 	UpdatedAt    time.Time
-	UpdatedBy string
+	UpdatedBy    string
 }
 
 // PolicyFieldError is one problem with an approval policy field.

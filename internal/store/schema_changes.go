@@ -229,7 +229,9 @@ func (s *Store) VersionNeeds(ctx context.Context, appID int64, version string) (
 	if err != nil {
 		return nil, mapError(err)
 	}
-	return mapRows(rows, func(r sqlcdb.VersionNeedsListRow) VersionNeed { return VersionNeed{Change: r.ChangeKey, Phase: r.Phase} }), nil
+	return mapRows(rows, func(r sqlcdb.VersionNeedsListRow) VersionNeed {
+		return VersionNeed{Change: r.ChangeKey, Phase: r.Phase}
+	}), nil
 }
 
 // SchemaBlock says why the schema keeps a version out of an environment.
