@@ -36,6 +36,7 @@ type EnvironmentPages interface {
 	LatestDecision(ctx context.Context, runID int64) (store.Decision, error)
 	RecordAudit(ctx context.Context, e store.AuditEvent) (store.AuditEvent, error)
 	ListEnvironmentFlagEvents(ctx context.Context, envID, beforeID int64, limit int) ([]store.EnvironmentFlagEvent, error)
+	ListSchemaChanges(ctx context.Context, appID int64) ([]store.SchemaChange, error)
 }
 
 // historyPageSize is how many runs one page of an environment's history
@@ -127,6 +128,9 @@ func (h *environmentHandlers) show(c echo.Context) error {
 		return err
 	}
 	v.Settings = settingsFormFrom(env)
+	if v.Schema, err = h.schemaChanges(c.Request().Context(), app, env); err != nil {
+		return err
+	}
 	p := pageFor(c, app.Slug+"/"+env.Name, "overview")
 	p.Flash = takeNotice(h.sessions, c)
 	return render(c, http.StatusOK, templates.Environment(p, v))
@@ -721,4 +725,28 @@ func changedKeys(old, new any) string {
 	}
 	slices.Sort(keys)
 	return " (" + strings.Join(keys, ", ") + ")"
+}
+
+// schemaChanges describes how far the environment is in each of the app's
+// expand–contract schema changes.
+func (h *environmentHandlers) schemaChanges(ctx context.Context, app store.App, env store.Environment) ([]templates.EnvSchemaChange, error) {
+	changes, err := h.store.ListSchemaChanges(ctx, app.ID)
+	if err != nil {
+		return nil, fmt.Errorf("listing the schema changes of %s: %w", app.Slug, err)
+	}
+	out := make([]templates.EnvSchemaChange, 0, len(changes))
+	for _, sc := range changes {
+		row := templates.EnvSchemaChange{Key: sc.Key, Description: sc.Description, Reached: sc.Latest(env.ID)}
+		for _, name := range store.SchemaPhases {
+			ph := templates.EnvSchemaPhase{Name: name}
+			for _, r := range sc.Reached[env.ID] {
+				if r.Phase == name {
+					ph.Done, ph.ReachedAt, ph.ReachedBy = true, r.ReachedAt, r.ReachedBy
+				}
+			}
+			row.Phases = append(row.Phases, ph)
+		}
+		out = append(out, row)
+	}
+	return out, nil
 }

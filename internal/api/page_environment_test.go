@@ -406,3 +406,25 @@ func TestEnvironmentSettingsAreReadOnlyForOthers(t *testing.T) {
 	require.NoError(t, json.Unmarshal(after.Thresholds, &thresholds))
 	require.Empty(t, thresholds)
 }
+
+func TestEnvironmentPageShowsHowFarEachSchemaChangeIs(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	d := newDeployment(t, "checkout", "production")
+	d.s.addUser("vic", false)
+	require.Nil(t, d.s.signIn("vic").get(prodPage).byTestID("env-schema"), "no panel without schema changes")
+
+	sc, err := d.s.Store.CreateSchemaChange(ctx, d.app.ID, "orders-currency", "orders.currency replaces currency_code", "user:dba")
+	require.NoError(t, err)
+	sc, err = d.s.Store.RecordSchemaPhase(ctx, sc, d.env.ID, "expand", 0, "user:dba")
+	require.NoError(t, err)
+	_, err = d.s.Store.RecordSchemaPhase(ctx, sc, d.env.ID, "migrate", 0, "token:ci")
+	require.NoError(t, err)
+
+	res := d.s.signIn("vic").get(prodPage)
+	require.Equal(t, http.StatusOK, res.Code)
+	require.Contains(t, res.text("env-schema-orders-currency"), "orders.currency replaces currency_code")
+	require.Contains(t, res.text("env-schema-orders-currency-expand"), "✓ expand")
+	require.Contains(t, res.text("env-schema-orders-currency-migrate"), "token:ci")
+	require.NotContains(t, res.text("env-schema-orders-currency-contract"), "✓")
+}

@@ -33,6 +33,9 @@ type EnvironmentView struct {
 	Timeline   []EnvTimelineEntry
 	OlderFlags int64
 	HasOlder   bool
+	// Schema lists the app's expand–contract schema changes with the phase
+	// this environment has reached in each.
+	Schema []EnvSchemaChange
 	// Rollback says whether "roll back to previous" can be offered.
 	Rollback EnvRollback
 	Settings EnvSettingsForm
@@ -179,4 +182,24 @@ func envVersions(r store.Run) string {
 func (v EnvironmentView) envRollbackConfirm() string {
 	return fmt.Sprintf("Roll back %s/%s from %s to %s? This starts a blue-green run that moves all traffic back to %s.",
 		v.AppSlug, v.Env.Name, v.Env.StableVersion, v.Rollback.To, v.Rollback.To)
+}
+
+// EnvSchemaChange is one schema change of the app as one environment sees
+// it: which of expand, migrate and contract it has reached.
+type EnvSchemaChange struct {
+	Key         string
+	Description string
+	// Reached is the furthest phase reached here, "" for none.
+	Reached string
+	// Phases are expand, migrate and contract with when each was reached
+	// here (zero when not yet).
+	Phases []EnvSchemaPhase
+}
+
+// EnvSchemaPhase is one phase of a schema change in one environment.
+type EnvSchemaPhase struct {
+	Name      string
+	Done      bool
+	ReachedAt time.Time
+	ReachedBy string
 }
