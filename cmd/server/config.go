@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/url"
 	"os"
 	"regexp"
@@ -50,6 +51,11 @@ type Config struct {
 	// OIDC is single sign-on through an OpenID Connect provider, nil
 	// unless an issuer is configured.
 	OIDC *api.OIDCConfig
+	// TrustedProxies are the networks of reverse proxies whose
+	// X-Forwarded-For names the client; without any, the client is the
+	// connection's peer, so nobody can choose the address the audit log
+	// records.
+	TrustedProxies []*net.IPNet
 }
 
 // LogValue prints the configuration with secrets masked.
@@ -207,6 +213,8 @@ func parseConfigWith(name string, args []string, getenv func(string) string, out
 	fs.StringVar(&c.AdminToken, "admin-token", get("FLIGHTDECK_ADMIN_TOKEN", ""), "API token made an admin token at start; prefer the environment, which other users cannot read (FLIGHTDECK_ADMIN_TOKEN, FLIGHTDECK_ADMIN_TOKEN_FILE)")
 	fs.StringVar(&c.AdminPassword, "admin-password", get("FLIGHTDECK_ADMIN_PASSWORD", ""), "password of the admin user, created if missing; prefer the environment or a file (FLIGHTDECK_ADMIN_PASSWORD, FLIGHTDECK_ADMIN_PASSWORD_FILE)")
 	fs.StringVar(&c.Demo, "demo", get("FLIGHTDECK_DEMO", "auto"), "seed demo apps and runs into an empty database and keep them moving: auto (only on the embedded database), on or off (FLIGHTDECK_DEMO)")
+	var proxies string
+	fs.StringVar(&proxies, "trusted-proxies", get("FLIGHTDECK_TRUSTED_PROXIES", ""), "comma-separated networks of reverse proxies (such as 10.0.0.0/8) whose X-Forwarded-For names the client (FLIGHTDECK_TRUSTED_PROXIES)")
 	fs.StringVar(&c.PublicURL, "public-url", get("FLIGHTDECK_PUBLIC_URL", ""), "address people reach Flightdeck at, such as https://deploy.example.com; https makes cookies Secure (FLIGHTDECK_PUBLIC_URL)")
 	var sso oidcSettings
 	fs.StringVar(&sso.issuer, "oidc-issuer", get("FLIGHTDECK_OIDC_ISSUER", ""), "issuer URL of the OpenID Connect provider for single sign-on, such as https://sso.example.com/realms/platform; empty turns single sign-on off (FLIGHTDECK_OIDC_ISSUER)")
@@ -273,6 +281,23 @@ func parseConfigWith(name string, args []string, getenv func(string) string, out
 	}
 	if c.OIDC, err = parseOIDC(sso, c.PublicURL); err != nil {
 		return Config{}, err
+	}
+	for _, p := range strings.Split(proxies, ",") {
+		if p = strings.TrimSpace(p); p == "" {
+			continue
+		}
+		if !strings.Contains(p, "/") {
+			if strings.Contains(p, ":") {
+				p += "/128"
+			} else {
+				p += "/32"
+			}
+		}
+		_, network, err := net.ParseCIDR(p)
+		if err != nil {
+			return Config{}, fmt.Errorf("invalid trusted proxy %q: want an address or network such as 10.0.0.0/8", p)
+		}
+		c.TrustedProxies = append(c.TrustedProxies, network)
 	}
 	// The value is a secret, so the error describes it without repeating it.
 	if c.AdminPassword != "" {

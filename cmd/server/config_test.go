@@ -62,6 +62,7 @@ func TestConfigRejectsBadValues(t *testing.T) {
 		"stray argument":   {args: []string{"extra"}, want: `unexpected argument "extra"`},
 		"empty address":    {args: []string{"--addr", ""}, want: "listen address"},
 		"short retention":  {args: []string{"--metrics-retention", "5m"}, want: `invalid metrics retention "5m"`},
+		"trusted proxy":    {env: map[string]string{"FLIGHTDECK_TRUSTED_PROXIES": "10.0.0.0/8, nginx"}, want: `invalid trusted proxy "nginx/32"`},
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
@@ -204,4 +205,13 @@ func TestConfigRejectsBadSingleSignOn(t *testing.T) {
 			require.NotContains(t, err.Error(), "0idc-s3cret")
 		})
 	}
+}
+
+func TestConfigReadsTrustedProxies(t *testing.T) {
+	t.Parallel()
+	cfg, err := parseConfig("serve", []string{"--trusted-proxies", "10.0.0.0/8, 192.168.1.7"}, env(nil), io.Discard)
+	require.NoError(t, err)
+	require.Len(t, cfg.TrustedProxies, 2)
+	require.Equal(t, "10.0.0.0/8", cfg.TrustedProxies[0].String())
+	require.Equal(t, "192.168.1.7/32", cfg.TrustedProxies[1].String())
 }

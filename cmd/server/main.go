@@ -245,7 +245,7 @@ func serve(ctx context.Context, cfg Config, db *database, logger *slog.Logger, a
 		Sessions: api.NewSessionManager(sessionStore, secureCookies(cfg.PublicURL)), Members: st, Pages: st,
 		SecureCookies: secureCookies(cfg.PublicURL), Live: hub, Flags: flagCache,
 		ApprovalLinks: api.NewApprovalLinks(linkKey, cfg.PublicURL, nil),
-		OIDC:          cfg.OIDC,
+		OIDC:          cfg.OIDC, TrustedProxies: cfg.TrustedProxies,
 	})
 
 	ln, err := net.Listen("tcp", cfg.Addr)

@@ -72,7 +72,9 @@ func TestAPIActionsRecordTheCallersOriginAndExportAsJSONLines(t *testing.T) {
 	t.Parallel()
 	a := runSetup(t)
 	a.addToken("auditor", []auth.Scope{auth.ScopeAdmin})
-	ua := http.Header{"User-Agent": {"deployctl/2.1 (ci job 812)"}}
+	// A client cannot choose the address recorded by sending
+	// X-Forwarded-For when no proxy is trusted.
+	ua := http.Header{"User-Agent": {"deployctl/2.1 (ci job 812)"}, "X-Forwarded-For": {"203.0.113.9"}}
 	rec := a.as("ci", exchange{method: http.MethodPost, path: "/api/v1/apps/shop/environments/prod/runs", body: `{"version": "v2"}`, header: ua})
 	require.Equal(t, http.StatusCreated, rec.Code, rec.Body.String())
 	a.step()

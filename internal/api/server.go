@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -69,6 +70,11 @@ type Config struct {
 	// ApprovalLinks signs links to approvals for chat messages; nil leaves
 	// the links out.
 	ApprovalLinks *ApprovalLinks
+	// TrustedProxies are the networks of reverse proxies whose
+	// X-Forwarded-For is believed; without any, a request comes from its
+	// connection's peer, so clients cannot choose the address the audit
+	// log records.
+	TrustedProxies []*net.IPNet
 	// OIDC, when set, offers single sign-on on the sign-in page; Members
 	// must then also implement OIDCStore (*store.Store does).
 	OIDC *OIDCConfig
@@ -80,6 +86,14 @@ func New(cfg Config) *echo.Echo {
 	e.HideBanner = true
 	e.HidePort = true
 	e.HTTPErrorHandler = errorHandler(cfg.Logger)
+	e.IPExtractor = echo.ExtractIPDirect()
+	if len(cfg.TrustedProxies) > 0 {
+		trust := []echo.TrustOption{echo.TrustLoopback(false), echo.TrustLinkLocal(false), echo.TrustPrivateNet(false)}
+		for _, n := range cfg.TrustedProxies {
+			trust = append(trust, echo.TrustIPRange(n))
+		}
+		e.IPExtractor = echo.ExtractIPFromXFFHeader(trust...)
+	}
 
 	metrics := newHTTPMetrics(cfg.Registerer)
 	e.Use(middleware.RequestID())
