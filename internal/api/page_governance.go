@@ -17,6 +17,7 @@ import (
 
 	"github.com/flightdeckhq/flightdeck/internal/auth"
 	"github.com/flightdeckhq/flightdeck/internal/engine"
+	"github.com/flightdeckhq/flightdeck/internal/engine/plan"
 	"github.com/flightdeckhq/flightdeck/internal/governance"
 	"github.com/flightdeckhq/flightdeck/internal/store"
 	"github.com/flightdeckhq/flightdeck/web/templates"
@@ -32,6 +33,9 @@ type GovernancePages interface {
 	Run(ctx context.Context, id int64) (store.Run, error)
 	GovernanceHold(ctx context.Context, runID int64) (governance.Cause, bool, error)
 	Gate(ctx context.Context, env store.Environment, now time.Time) (governance.Gate, error)
+	ApprovalPolicy(ctx context.Context, envID int64) (store.ApprovalPolicy, error)
+	SetApprovalPolicy(ctx context.Context, p store.ApprovalPolicy, actor string) (store.ApprovalPolicy, error)
+	RecordAudit(ctx context.Context, e store.AuditEvent) (store.AuditEvent, error)
 }
 
 type governancePageHandlers struct {
@@ -56,6 +60,7 @@ func registerGovernancePages(g *echo.Group, cfg Config) {
 	g.POST("/apps/:app/environments/:env/governance/freezes", h.createFreeze)
 	g.POST("/apps/:app/environments/:env/governance/freezes/:id/end", h.endFreeze)
 	g.POST("/apps/:app/environments/:env/governance/runs/:id/override", h.override)
+	g.POST("/apps/:app/environments/:env/governance/approvals", h.saveApprovals)
 }
 
 func (h *governancePageHandlers) service() (GovernanceService, bool) {
@@ -194,6 +199,11 @@ func (h *governancePageHandlers) envView(ctx context.Context, m *auth.Member, ap
 		return v, err
 	}
 	v.Windows, v.Outside, v.Summary = formatWindows(set), string(set.Outside), describeSettings(set)
+	policy, err := h.store.ApprovalPolicy(ctx, env.ID)
+	if err != nil {
+		return v, err
+	}
+	v.Approvals = approvalPolicyForm(policy)
 	now := time.Now()
 	g, err := h.store.Gate(ctx, env, now)
 	if err != nil {
@@ -539,5 +549,85 @@ func (h *governancePageHandlers) override(c echo.Context) error {
 		return fmt.Errorf("recording the override in the audit log: %w", err)
 	}
 	keepNotice(h.sessions, c, fmt.Sprintf("Run %d may go now.", id))
+	return c.Redirect(http.StatusSeeOther, "/apps/"+app.Slug+"/environments/"+env.Name+"/governance")
+}
+
+// approvalPolicyForm shows a policy in the form's fields, with a sentence.
+func approvalPolicyForm(p store.ApprovalPolicy) templates.ApprovalPolicyForm {
+	f := templates.ApprovalPolicyForm{MinApprovers: strconv.Itoa(p.MinApprovers), OnTimeout: p.OnTimeout, InWindowOnly: p.InWindowOnly}
+	people := "one approver"
+	if p.MinApprovers > 1 {
+		people = fmt.Sprintf("%d different approvers", p.MinApprovers)
+	}
+	f.Summary = "Each gate needs " + people
+	if p.Timeout > 0 {
+		f.Timeout = plan.Duration(p.Timeout).String()
+		what := "is rejected"
+		if p.OnTimeout == store.OnTimeoutEscalate {
+			what = "is escalated"
+		}
+		f.Summary += fmt.Sprintf("; a gate nobody answers within %s %s", f.Timeout, what)
+	} else {
+		f.Summary += " and waits as long as it takes"
+	}
+	if p.InWindowOnly {
+		f.Summary += "; approvals are taken only inside the deploy window"
+	}
+	f.Summary += "."
+	return f
+}
+
+// saveApprovals sets the environment's approval policy (admins).
+func (h *governancePageHandlers) saveApprovals(c echo.Context) error {
+	app, env, ok, err := h.load(c)
+	if !ok {
+		return err
+	}
+	if allowed, err := h.requireAdmin(c, app, env, "changing the approval policy"); !allowed {
+		return err
+	}
+	form := templates.ApprovalPolicyForm{
+		MinApprovers: strings.TrimSpace(c.FormValue("min_approvers")), Timeout: strings.TrimSpace(c.FormValue("timeout")),
+		OnTimeout: c.FormValue("on_timeout"), InWindowOnly: c.FormValue("in_window_only") == "true",
+	}
+	errs := map[string]string{}
+	p := store.ApprovalPolicy{EnvironmentID: env.ID, OnTimeout: form.OnTimeout, InWindowOnly: form.InWindowOnly}
+	if n, err := strconv.Atoi(form.MinApprovers); err != nil {
+		errs["min_approvers"] = fmt.Sprintf("%q is not a whole number of people", form.MinApprovers)
+	} else {
+		p.MinApprovers = n
+	}
+	if form.Timeout != "" {
+		d, err := plan.ParseDuration(form.Timeout)
+		if err != nil {
+			errs["timeout"] = err.Error()
+		}
+		p.Timeout = time.Duration(d)
+	}
+	keep := func(v *templates.EnvGovernanceView) {
+		form.Summary = v.Approvals.Summary
+		v.Approvals = form
+	}
+	if len(errs) > 0 {
+		return h.refuseForm(c, app, env, errs, keep)
+	}
+	m := memberFrom(c)
+	stored, err := h.store.SetApprovalPolicy(c.Request().Context(), p, m.Actor())
+	if perr, ok := errors.AsType[*store.PolicyError](err); ok {
+		for _, fe := range perr.Errors {
+			errs[fe.Field] = fe.Message
+		}
+		return h.refuseForm(c, app, env, errs, keep)
+	}
+	if err != nil {
+		return fmt.Errorf("setting the approval policy of %s/%s: %w", app.Slug, env.Name, err)
+	}
+	summary := approvalPolicyForm(stored).Summary
+	if _, err := h.store.RecordAudit(c.Request().Context(), auditFrom(c, store.AuditEvent{
+		Actor: m.Actor(), Action: "environment.approval_policy_set", App: app.Slug, Environment: env.Name, Detail: summary,
+	})); err != nil {
+		return fmt.Errorf("recording the approval policy change: %w", err)
+	}
+	keepNotice(h.sessions, c, "Approval policy saved: "+summary)
 	return c.Redirect(http.StatusSeeOther, "/apps/"+app.Slug+"/environments/"+env.Name+"/governance")
 }

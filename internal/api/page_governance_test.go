@@ -178,3 +178,42 @@ func TestDeployWindowsPage(t *testing.T) {
 }
 
 func itoa64(n int64) string { return strconv.FormatInt(n, 10) }
+
+func TestApprovalPolicyFromTheBrowser(t *testing.T) {
+	t.Parallel()
+	s, _, env, _ := governancePageSetup(t)
+	s.addUser("dan", false, "shop/prod=deployer")
+	s.addUser("root", true)
+	ctx := context.Background()
+	path := "/apps/shop/environments/prod/governance"
+
+	deployer := s.signIn("dan")
+	pg := deployer.get(path)
+	require.Contains(t, pg.text("gov-approvals-summary"), "Each gate needs one approver and waits as long as it takes.")
+	require.Nil(t, pg.byTestID("gov-approvals-form"), "only admins edit the policy")
+	pg = deployer.post(path+"/approvals", url.Values{"min_approvers": {"2"}, "on_timeout": {"reject"}})
+	require.Equal(t, http.StatusForbidden, pg.Code)
+
+	admin := s.signIn("root")
+	pg = admin.post(path+"/approvals", url.Values{"min_approvers": {"twelve"}, "timeout": {"5s"}, "on_timeout": {"reject"}})
+	require.Equal(t, http.StatusUnprocessableEntity, pg.Code)
+	require.Contains(t, pg.text("gov-error-min_approvers"), "not a whole number")
+	require.Equal(t, "twelve", attr(pg.byTestID("gov-min-approvers"), "value"), "the form keeps what was typed")
+	p, err := s.Store.ApprovalPolicy(ctx, env.ID)
+	require.NoError(t, err)
+	require.Equal(t, 1, p.MinApprovers, "nothing was changed")
+
+	pg = admin.post(path+"/approvals", url.Values{"min_approvers": {"2"}, "timeout": {"5s"}, "on_timeout": {"reject"}})
+	require.Equal(t, http.StatusUnprocessableEntity, pg.Code)
+	require.Contains(t, pg.text("gov-error-timeout"), "between 1m0s and 30 days")
+
+	pg = admin.post(path+"/approvals", url.Values{"min_approvers": {"2"}, "timeout": {"4h"}, "on_timeout": {"escalate"}, "in_window_only": {"true"}})
+	require.Equal(t, http.StatusSeeOther, pg.Code)
+	pg = admin.get(path)
+	require.Equal(t, "Each gate needs 2 different approvers; a gate nobody answers within 4h is escalated; approvals are taken only inside the deploy window.",
+		pg.text("gov-approvals-summary"))
+	p, err = s.Store.ApprovalPolicy(ctx, env.ID)
+	require.NoError(t, err)
+	require.Equal(t, 2, p.MinApprovers)
+	require.True(t, p.InWindowOnly)
+}

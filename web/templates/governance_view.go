@@ -39,6 +39,18 @@ type EnvGovernanceView struct {
 	Errors map[string]string
 	// FreezeReason and FreezeEnds keep what was typed into a refused freeze form.
 	FreezeReason, FreezeEnds string
+	// Approvals is the environment's approval policy as its form shows it.
+	Approvals ApprovalPolicyForm
+}
+
+// ApprovalPolicyForm is an environment's approval policy in form fields.
+type ApprovalPolicyForm struct {
+	MinApprovers string
+	// Timeout is empty for waiting forever.
+	Timeout      string
+	OnTimeout    string
+	InWindowOnly bool
+	Summary      string
 }
 
 // FreezeRow is one freeze of an environment.
