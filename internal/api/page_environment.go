@@ -37,6 +37,8 @@ type EnvironmentPages interface {
 	RecordAudit(ctx context.Context, e store.AuditEvent) (store.AuditEvent, error)
 	ListEnvironmentFlagEvents(ctx context.Context, envID, beforeID int64, limit int) ([]store.EnvironmentFlagEvent, error)
 	ListSchemaChanges(ctx context.Context, appID int64) ([]store.SchemaChange, error)
+	RecordSchemaPhase(ctx context.Context, c store.SchemaChange, envID int64, phase string, runID int64, actor string) (store.SchemaChange, error)
+	CheckSchemaForVersion(ctx context.Context, appID int64, env store.Environment, version string) error
 }
 
 // historyPageSize is how many runs one page of an environment's history
@@ -64,6 +66,7 @@ func registerEnvironmentPages(g *echo.Group, cfg Config) {
 	g.GET("/apps/:app/environments/:env", h.show)
 	g.POST("/apps/:app/environments/:env/settings", h.saveSettings)
 	g.POST("/apps/:app/environments/:env/rollback", h.rollback)
+	g.POST("/apps/:app/environments/:env/schema/:change", h.recordSchemaPhase)
 }
 
 // noticeKey holds a message for the next page a member opens, such as
@@ -227,6 +230,13 @@ func (h *environmentHandlers) rollbackTarget(ctx context.Context, app store.App,
 		return templates.EnvRollback{Blocked: fmt.Sprintf("%s was the first deployment of %s; there is no earlier version to return to.", env.StableVersion, where)}, store.Run{}, nil
 	}
 	rb := templates.EnvRollback{To: last[0].FromVersion}
+	if err := h.store.CheckSchemaForVersion(ctx, app.ID, env, rb.To); err != nil {
+		if block, ok := errors.AsType[*store.SchemaBlock](err); ok {
+			rb.Blocked = fmt.Sprintf("Rolling back to %s is blocked: %s.", rb.To, block.Message)
+			return rb, last[0], nil
+		}
+		return templates.EnvRollback{}, store.Run{}, err
+	}
 	if len(inFlight) > 0 {
 		r := inFlight[0]
 		for _, f := range inFlight {
@@ -737,6 +747,9 @@ func (h *environmentHandlers) schemaChanges(ctx context.Context, app store.App, 
 	out := make([]templates.EnvSchemaChange, 0, len(changes))
 	for _, sc := range changes {
 		row := templates.EnvSchemaChange{Key: sc.Key, Description: sc.Description, Reached: sc.Latest(env.ID)}
+		if i := slices.Index(store.SchemaPhases, row.Reached) + 1; i < len(store.SchemaPhases) {
+			row.Next = store.SchemaPhases[i]
+		}
 		for _, name := range store.SchemaPhases {
 			ph := templates.EnvSchemaPhase{Name: name}
 			for _, r := range sc.Reached[env.ID] {
@@ -749,4 +762,38 @@ func (h *environmentHandlers) schemaChanges(ctx context.Context, app store.App, 
 		out = append(out, row)
 	}
 	return out, nil
+}
+
+// recordSchemaPhase records that the environment reached the next phase of
+// a schema change (deployers: it is part of deploying).
+func (h *environmentHandlers) recordSchemaPhase(c echo.Context) error {
+	app, env, ok, err := h.load(c)
+	if !ok {
+		return err
+	}
+	m := memberFrom(c)
+	where := app.Slug + "/" + env.Name
+	if !m.Can(app.Slug, env.Name, auth.RoleDeployer) {
+		return refusePage(c, http.StatusForbidden, fmt.Sprintf("You are a %s on %s; recording a schema change's phase needs the deployer role. Nothing was changed.", m.RoleOn(app.Slug, env.Name), where))
+	}
+	ctx := c.Request().Context()
+	changes, err := h.store.ListSchemaChanges(ctx, app.ID)
+	if err != nil {
+		return err
+	}
+	key, phase := c.Param("change"), c.FormValue("phase")
+	for _, sc := range changes {
+		if sc.Key != key {
+			continue
+		}
+		if _, err := h.store.RecordSchemaPhase(ctx, sc, env.ID, phase, 0, m.Actor()); err != nil {
+			if serr, ok := errors.AsType[*store.SchemaError](err); ok {
+				return refusePage(c, http.StatusUnprocessableEntity, fmt.Sprintf("%s was not recorded: %s. Nothing was changed.", phase, serr.Message))
+			}
+			return err
+		}
+		keepNotice(h.sessions, c, fmt.Sprintf("%s reached %s of schema change %s.", where, phase, key))
+		return c.Redirect(http.StatusSeeOther, envPagePath(app.Slug, env.Name)+"#schema")
+	}
+	return refusePage(c, http.StatusNotFound, fmt.Sprintf("%s tracks no schema change %q. Nothing was changed.", app.Slug, key))
 }

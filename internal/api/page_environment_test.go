@@ -427,4 +427,35 @@ func TestEnvironmentPageShowsHowFarEachSchemaChangeIs(t *testing.T) {
 	require.Contains(t, res.text("env-schema-orders-currency-expand"), "✓ expand")
 	require.Contains(t, res.text("env-schema-orders-currency-migrate"), "token:ci")
 	require.NotContains(t, res.text("env-schema-orders-currency-contract"), "✓")
+	require.Nil(t, res.byTestID("env-schema-orders-currency-record"), "a viewer records nothing")
+	require.Equal(t, http.StatusForbidden, d.s.signIn("vic").post(prodPage+"/schema/orders-currency", url.Values{"phase": {"contract"}}).Code)
+}
+
+func TestContractBlocksRollingBackToOldCode(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	d := newDeployment(t, "checkout", "production")
+	d.s.addUser("dora", false, "checkout/production=deployer")
+	d.deploy("v1", "dora")
+	sc, err := d.s.Store.CreateSchemaChange(ctx, d.app.ID, "orders-currency", "", "user:dba")
+	require.NoError(t, err)
+	_, err = d.s.Store.RecordSchemaPhase(ctx, sc, d.env.ID, "expand", 0, "user:dba")
+	require.NoError(t, err)
+	d.deploy("v2", "dora")
+	require.NoError(t, d.s.Store.SetVersionNeeds(ctx, d.app.ID, "v3", []store.VersionNeed{{Change: "orders-currency", Phase: "migrate"}}, "token:ci"))
+
+	dora := d.s.signIn("dora")
+	res := dora.get(prodPage)
+	require.Contains(t, attr(res.byTestID("env-schema-orders-currency-record"), "data-confirm"), "reached migrate")
+	require.Equal(t, http.StatusSeeOther, dora.post(prodPage+"/schema/orders-currency", url.Values{"phase": {"migrate"}}).Code)
+	d.deploy("v3", "dora")
+	require.Equal(t, http.StatusSeeOther, dora.post(prodPage+"/schema/orders-currency", url.Values{"phase": {"contract"}}).Code)
+	require.Equal(t, http.StatusUnprocessableEntity, dora.post(prodPage+"/schema/orders-currency", url.Values{"phase": {"shrink"}}).Code)
+
+	// v2 served production before migrate: the old code would break on
+	// the contracted schema, so "roll back to previous" is blocked.
+	res = dora.get(prodPage)
+	require.Contains(t, res.text("env-rollback-blocked"), "Rolling back to v2 is blocked: v2 served production before schema change orders-currency reached migrate there")
+	refused := dora.post(prodPage+"/rollback", url.Values{"to": {"v2"}})
+	require.Equal(t, http.StatusConflict, refused.Code)
 }

@@ -189,8 +189,10 @@ func (v EnvironmentView) envRollbackConfirm() string {
 type EnvSchemaChange struct {
 	Key         string
 	Description string
-	// Reached is the furthest phase reached here, "" for none.
+	// Reached is the furthest phase reached here, "" for none; Next is the
+	// phase to record next, "" after the contract.
 	Reached string
+	Next    string
 	// Phases are expand, migrate and contract with when each was reached
 	// here (zero when not yet).
 	Phases []EnvSchemaPhase
