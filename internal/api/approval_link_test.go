@@ -108,3 +108,32 @@ func TestApprovalsPageCountsDistinctApprovers(t *testing.T) {
 	require.Equal(t, http.StatusSeeOther, bob.post("/approvals/"+id+"/approve", nil).Code)
 	require.NotEqual(t, store.RunAwaitingApproval, f.run(run.ID).State, "the second approver moves it on")
 }
+
+func TestRefusedApprovalsAreAuditedAndSayWhy(t *testing.T) {
+	t.Parallel()
+	f := newReleaseFixture(t)
+	f.addUser("ana", false, "checkout/production=approver")
+	app, env := f.environment("checkout", "production", nil)
+	_, err := f.Store.SetApprovalPolicy(context.Background(), store.ApprovalPolicy{EnvironmentID: env.ID, MinApprovers: 2, OnTimeout: store.OnTimeoutReject}, "admin")
+	require.NoError(t, err)
+	run := f.waitingRing(app, env, "ci")
+	id := fmt.Sprint(run.ID)
+
+	ana := f.signIn("ana")
+	require.Equal(t, http.StatusSeeOther, ana.post("/approvals/"+id+"/approve", nil).Code)
+	again := ana.post("/approvals/"+id+"/approve", nil)
+	require.Equal(t, http.StatusConflict, again.Code)
+	require.Contains(t, again.text("refusal-message"), "ana approved this phase already; it needs 2 different approvers (1 so far)")
+
+	entries, err := f.Store.ListAudit(context.Background(), store.AuditFilter{App: "checkout", Limit: 50})
+	require.NoError(t, err)
+	refused := 0
+	for _, e := range entries {
+		if e.Action == "run.approve_refused" {
+			refused++
+			require.Equal(t, "ana", e.Actor)
+			require.Equal(t, run.ID, e.RunID)
+		}
+	}
+	require.Equal(t, 1, refused, "the refused attempt is in the audit log")
+}

@@ -130,7 +130,16 @@ func (h *approvalHandlers) decide(c echo.Context, action engine.Action) error {
 		return fmt.Errorf("reading the latest decision on run %d: %w", run.ID, err)
 	}
 	res, err := h.runs.Act(ctx, run.ID, engine.ActionRequest{Action: action, Actor: m.Actor(), Comment: comment})
-	if _, ok := errors.AsType[*engine.ActionError](err); ok {
+	if aErr, ok := errors.AsType[*engine.ActionError](err); ok {
+		// Every attempt is kept: a refused one says who tried and why.
+		if _, rerr := h.store.RecordAudit(ctx, auditFrom(c, store.AuditEvent{
+			Actor: m.Actor(), Action: "run." + string(action) + "_refused", App: app.Slug, Environment: env.Name, RunID: run.ID, Detail: aErr.Detail,
+		})); rerr != nil {
+			return fmt.Errorf("recording the refused %s of run %d: %w", action, run.ID, rerr)
+		}
+		if aErr.State == store.RunAwaitingApproval {
+			return refusePage(c, http.StatusConflict, fmt.Sprintf("Run %d was not %s: %s. Nothing was changed.", run.ID, past, aErr.Detail))
+		}
 		return refusePage(c, http.StatusConflict, h.noLongerWaiting(ctx, run, where))
 	}
 	if err != nil {

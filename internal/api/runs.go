@@ -45,6 +45,7 @@ type RunStore interface {
 	ClaimIdempotencyKey(ctx context.Context, k store.IdempotencyKey, requestHash []byte) (store.IdempotentResponse, bool, error)
 	CompleteIdempotencyKey(ctx context.Context, k store.IdempotencyKey, status int, location string, body []byte) error
 	ReleaseIdempotencyKey(ctx context.Context, k store.IdempotencyKey) error
+	RecordAudit(ctx context.Context, e store.AuditEvent) (store.AuditEvent, error)
 }
 
 // Routes of the run endpoints that need more than the read scope.
@@ -361,6 +362,15 @@ func (h *restHandlers) actOnRun(c echo.Context, id int64, action engine.Action) 
 
 	ctx := c.Request().Context()
 	res, err := h.runs.Act(ctx, id, req)
+	if aErr, ok := errors.AsType[*engine.ActionError](err); ok && (action == engine.ActionApprove || action == engine.ActionReject) {
+		// Every approval attempt is kept, refused ones with why.
+		if _, rerr := h.runStore.RecordAudit(ctx, store.AuditEvent{
+			Actor: req.Actor, Action: "run." + string(action) + "_refused", App: app.Slug, Environment: env.Name, RunID: id, Detail: aErr.Detail,
+			RemoteAddr: c.RealIP(), UserAgent: c.Request().UserAgent(),
+		}); rerr != nil {
+			return fmt.Errorf("recording the refused %s of run %d: %w", action, id, rerr)
+		}
+	}
 	if aErr, ok := errors.AsType[*engine.ActionError](err); ok {
 		current, rerr := h.runStore.Run(ctx, id)
 		if rerr != nil {
