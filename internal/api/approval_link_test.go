@@ -45,8 +45,9 @@ func TestApprovalLinkOpensTheApprovalAndApprovesNothing(t *testing.T) {
 
 	ana := f.signIn("ana")
 	list := ana.get("/approvals")
-	link := attr(list.byTestID("approval-chat-link-"+id), "value")
-	require.True(t, strings.HasPrefix(link, "/approvals/link/"), link)
+	full := attr(list.byTestID("approval-chat-link-"+id), "value")
+	require.True(t, strings.HasPrefix(full, f.URL+"/approvals/link/"), "an absolute link to paste into chat: %s", full)
+	link := strings.TrimPrefix(full, f.URL)
 
 	// Someone who follows the link from chat signs in first, then lands on
 	// the approval; following it changes nothing.

@@ -55,7 +55,13 @@ func (h *approvalHandlers) approvals(c echo.Context) error {
 	}
 	if h.links != nil {
 		for i := range v.Items {
-			v.Items[i].ChatLink = h.links.URL(v.Items[i].RunID, v.Items[i].PhaseNumber-1)
+			link := h.links.URL(v.Items[i].RunID, v.Items[i].PhaseNumber-1)
+			if strings.HasPrefix(link, "/") {
+				// Without a public URL, the address this page was asked at is
+				// the best guess at where people reach the server.
+				link = c.Scheme() + "://" + c.Request().Host + link
+			}
+			v.Items[i].ChatLink = link
 		}
 	}
 	return render(c, http.StatusOK, templates.Approvals(p, v))
