@@ -81,6 +81,10 @@ func (h *restHandlers) SetApprovalPolicy(c echo.Context, slug apigen.AppSlug, na
 	if err != nil {
 		return fmt.Errorf("setting the approval policy of %s/%s: %w", slug, name, err)
 	}
+	if err := h.audit(c, store.AuditEvent{Action: "environment.approval_policy_set", App: slug, Environment: name,
+		Detail: approvalPolicyForm(stored).Summary}); err != nil {
+		return err
+	}
 	return c.JSON(http.StatusOK, approvalPolicyBody(stored))
 }
 

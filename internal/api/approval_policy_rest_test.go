@@ -1,12 +1,14 @@
 package api_test
 
 import (
+	"context"
 	"net/http"
 	"testing"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/flightdeckhq/flightdeck/internal/api/apigen"
+	"github.com/flightdeckhq/flightdeck/internal/store"
 )
 
 func TestApprovalPolicyThroughTheAPI(t *testing.T) {
@@ -43,4 +45,11 @@ func TestApprovalPolicyThroughTheAPI(t *testing.T) {
 	require.Equal(t, apigen.ApprovalPolicyOnTimeoutEscalate, p.OnTimeout)
 	require.True(t, p.InWindowOnly)
 	require.Equal(t, "token:admin-token", *p.UpdatedBy)
+
+	entries, err := a.store.ListAudit(context.Background(), store.AuditFilter{App: "shop", Limit: 10})
+	require.NoError(t, err)
+	require.NotEmpty(t, entries)
+	require.Equal(t, "environment.approval_policy_set", entries[0].Action, "the change is audited")
+	require.Equal(t, "token:admin-token", entries[0].Actor)
+	require.Contains(t, entries[0].Detail, "2 different approvers")
 }

@@ -792,6 +792,10 @@ func (h *environmentHandlers) recordSchemaPhase(c echo.Context) error {
 			}
 			return err
 		}
+		if _, err := h.store.RecordAudit(ctx, auditFrom(c, store.AuditEvent{Actor: m.Actor(), Action: "schema.phase_reached",
+			App: app.Slug, Environment: env.Name, Detail: fmt.Sprintf("%s reached %s", key, phase)})); err != nil {
+			return fmt.Errorf("recording the schema phase in the audit log: %w", err)
+		}
 		keepNotice(h.sessions, c, fmt.Sprintf("%s reached %s of schema change %s.", where, phase, key))
 		return c.Redirect(http.StatusSeeOther, envPagePath(app.Slug, env.Name)+"#schema")
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 
 	"github.com/labstack/echo/v4"
 
@@ -88,6 +89,9 @@ func (h *restHandlers) CreateSchemaChange(c echo.Context, slug apigen.AppSlug) e
 	case err != nil:
 		return schemaStoreError(err, "creating schema change "+key)
 	}
+	if err := h.audit(c, store.AuditEvent{Action: "schema.change_created", App: slug, Detail: key + ": " + description}); err != nil {
+		return err
+	}
 	envs, err := h.store.ListEnvironments(ctx, app.ID)
 	if err != nil {
 		return err
@@ -126,6 +130,10 @@ func (h *restHandlers) RecordSchemaPhase(c echo.Context, slug apigen.AppSlug, ke
 	sc, err = h.store.RecordSchemaPhase(ctx, sc, env.ID, phase, runID, actor)
 	if err != nil {
 		return schemaStoreError(err, fmt.Sprintf("recording %s of %s in %s", phase, key, name))
+	}
+	if err := h.audit(c, store.AuditEvent{Action: "schema.phase_reached", App: slug, Environment: name, RunID: runID,
+		Detail: fmt.Sprintf("%s reached %s", key, phase)}); err != nil {
+		return err
 	}
 	envs, err := h.store.ListEnvironments(ctx, app.ID)
 	if err != nil {
@@ -178,6 +186,14 @@ func (h *restHandlers) SetVersionSchemaNeeds(c echo.Context, slug apigen.AppSlug
 	ctx := c.Request().Context()
 	if err := h.store.SetVersionNeeds(ctx, app.ID, version, needs, actor); err != nil {
 		return schemaStoreError(err, "recording what "+version+" needs")
+	}
+	var said []string
+	for _, n := range needs {
+		said = append(said, n.Change+" at "+n.Phase)
+	}
+	if err := h.audit(c, store.AuditEvent{Action: "schema.version_needs_set", App: slug,
+		Detail: fmt.Sprintf("%s needs %s", version, strings.Join(said, ", "))}); err != nil {
+		return err
 	}
 	stored, err := h.store.VersionNeeds(ctx, app.ID, version)
 	if err != nil {
