@@ -92,11 +92,7 @@ func (h *restHandlers) CreateSchemaChange(c echo.Context, slug apigen.AppSlug) e
 	if err := h.audit(c, store.AuditEvent{Action: "schema.change_created", App: slug, Detail: key + ": " + description}); err != nil {
 		return err
 	}
-	envs, err := h.store.ListEnvironments(ctx, app.ID)
-	if err != nil {
-		return err
-	}
-	return c.JSON(http.StatusCreated, schemaChangeBody(sc, envs))
+	return h.answerSchemaChange(c, http.StatusCreated, app, sc)
 }
 
 // RecordSchemaPhase handles POST .../schema-changes/{change}/environments/{env}/phases.
@@ -135,11 +131,17 @@ func (h *restHandlers) RecordSchemaPhase(c echo.Context, slug apigen.AppSlug, ke
 		Detail: fmt.Sprintf("%s reached %s", key, phase)}); err != nil {
 		return err
 	}
-	envs, err := h.store.ListEnvironments(ctx, app.ID)
+	return h.answerSchemaChange(c, http.StatusOK, app, sc)
+}
+
+// answerSchemaChange answers with the change as seen from every
+// environment of the app.
+func (h *restHandlers) answerSchemaChange(c echo.Context, status int, app store.App, sc store.SchemaChange) error {
+	envs, err := h.store.ListEnvironments(c.Request().Context(), app.ID)
 	if err != nil {
-		return err
+		return fmt.Errorf("listing the environments of %s: %w", app.Slug, err)
 	}
-	return c.JSON(http.StatusOK, schemaChangeBody(sc, envs))
+	return c.JSON(status, schemaChangeBody(sc, envs))
 }
 
 // GetVersionSchemaNeeds handles GET .../versions/{version}/schema-needs.
