@@ -233,6 +233,7 @@ func (h *environmentHandlers) rollbackTarget(ctx context.Context, app store.App,
 	if err := h.store.CheckSchemaForVersion(ctx, app.ID, env, rb.To); err != nil {
 		if block, ok := errors.AsType[*store.SchemaBlock](err); ok {
 			rb.Blocked = fmt.Sprintf("Rolling back to %s is blocked: %s.", rb.To, block.Message)
+			rb.SchemaBlocked = len(inFlight) == 0
 			return rb, last[0], nil
 		}
 		return templates.EnvRollback{}, store.Run{}, err
@@ -280,9 +281,16 @@ func (h *environmentHandlers) rollback(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	override := strings.TrimSpace(c.FormValue("schema_override"))
+	if override != "" && !m.IsAdmin && !m.Can(app.Slug, env.Name, auth.RoleAdmin) {
+		return refusePage(c, http.StatusForbidden, fmt.Sprintf(
+			"Overriding the schema changes of %s needs the admin role. Nothing was changed.", where))
+	}
 	switch {
 	case target.To == "":
 		return refusePage(c, http.StatusConflict, target.Blocked+" Nothing was changed.")
+	case target.SchemaBlocked && override != "":
+		// An administrator returns past the schema changes, with a reason.
 	case target.Blocked != "":
 		return refusePage(c, http.StatusConflict, target.Blocked+" Nothing was changed.")
 	case target.To != to:
@@ -291,7 +299,8 @@ func (h *environmentHandlers) rollback(c echo.Context) error {
 	}
 	res, err := h.runs.Act(ctx, run.ID, engine.ActionRequest{
 		Action: engine.ActionRollback, Actor: m.Actor(),
-		Comment: fmt.Sprintf("roll back %s to %s from its environment page", where, to),
+		Comment:        fmt.Sprintf("roll back %s to %s from its environment page", where, to),
+		SchemaOverride: override,
 	})
 	if actionErr, ok := errors.AsType[*engine.ActionError](err); ok {
 		return refusePage(c, http.StatusConflict, fmt.Sprintf("Flightdeck cannot roll back %s now: %s. Nothing was changed.", where, actionErr.Detail))

@@ -458,4 +458,27 @@ func TestContractBlocksRollingBackToOldCode(t *testing.T) {
 	require.Contains(t, res.text("env-rollback-blocked"), "Rolling back to v2 is blocked: v2 served production before schema change orders-currency reached migrate there")
 	refused := dora.post(prodPage+"/rollback", url.Values{"to": {"v2"}})
 	require.Equal(t, http.StatusConflict, refused.Code)
+	require.Nil(t, res.byTestID("env-rollback-override-form"), "a deployer cannot override")
+	forbidden := dora.post(prodPage+"/rollback", url.Values{"to": {"v2"}, "schema_override": {"trust me"}})
+	require.Equal(t, http.StatusForbidden, forbidden.Code)
+
+	// An administrator overrides with a reason; the run records it.
+	d.s.addUser("root", true)
+	root := d.s.signIn("root")
+	require.NotNil(t, root.get(prodPage).byTestID("env-rollback-override-form"))
+	done := root.post(prodPage+"/rollback", url.Values{"to": {"v2"}, "schema_override": {"currency_code was restored by hand"}})
+	require.Equal(t, http.StatusSeeOther, done.Code, done.text("refusal-message"))
+	runs, err := d.s.Store.ListRuns(ctx, store.RunFilter{EnvironmentID: d.env.ID, Limit: 1})
+	require.NoError(t, err)
+	require.Equal(t, "v2", runs[0].ToVersion)
+	events, err := d.s.Store.ListRunEvents(ctx, runs[0].ID, 0, 100)
+	require.NoError(t, err)
+	found := false
+	for _, e := range events {
+		if e.Type == "schema.override" {
+			found = true
+			require.Contains(t, string(e.Payload), "currency_code was restored by hand")
+		}
+	}
+	require.True(t, found, "the override is recorded on the run")
 }

@@ -346,7 +346,19 @@ func (h *restHandlers) actOnRun(c echo.Context, id int64, action engine.Action) 
 			}
 			req.ToEnd = toEnd
 		}
-		if err := o.finish("comment", "to_end"); err != nil {
+		if raw, ok := o.object("schema_override"); ok {
+			var so struct {
+				Reason string `json:"reason"`
+			}
+			switch {
+			case json.Unmarshal(raw, &so) != nil || strings.TrimSpace(so.Reason) == "":
+				o.add("schema_override.reason", "say why returning past the schema changes is safe; an override needs a reason")
+			case action != engine.ActionRollback:
+				o.add("schema_override", "only applies to rollback")
+			}
+			req.SchemaOverride = so.Reason
+		}
+		if err := o.finish("comment", "to_end", "schema_override"); err != nil {
 			return err
 		}
 	}
@@ -355,6 +367,10 @@ func (h *restHandlers) actOnRun(c echo.Context, id int64, action engine.Action) 
 		return unauthorized(c, "", "This endpoint needs an API token.")
 	}
 	req.Actor = p.Actor()
+	if req.SchemaOverride != "" && !p.Allows(auth.ScopeAdmin) {
+		return echo.NewHTTPError(http.StatusForbidden, fmt.Sprintf(
+			"The token %q may roll back, but overriding the schema changes needs the admin scope. Nothing was changed.", p.Name))
+	}
 	_, app, env, err := h.run(c, id)
 	if err != nil {
 		return err

@@ -2212,6 +2212,14 @@ type RunActionRequest struct {
 	// Comment Why, recorded with the action.
 	Comment *string `json:"comment,omitempty"`
 
+	// SchemaOverride With `rollback` of a finished run, returns to a version the
+	// environment's schema changes keep out (it predates a contracted
+	// change), for an administrator who knows why it is safe. Needs the
+	// `admin` scope; the reason is recorded on the new run.
+	SchemaOverride *struct {
+		Reason string `json:"reason"`
+	} `json:"schema_override,omitempty"`
+
 	// ToEnd With `promote`, skip straight to the last phase.
 	ToEnd *bool `json:"to_end,omitempty"`
 }

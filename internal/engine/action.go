@@ -38,6 +38,10 @@ type ActionRequest struct {
 	// ToEnd, with promote, skips the rest of the plan and goes straight to
 	// its last phase, instead of only the rest of the current bake.
 	ToEnd bool
+	// SchemaOverride, with rollback of a finished run, is an
+	// administrator's reason to return to a version the environment's
+	// schema changes would keep out.
+	SchemaOverride string
 }
 
 // ActionError says why an action is not possible in the run's state; the
@@ -322,6 +326,7 @@ func (e *Engine) rollbackFinished(ctx context.Context, run store.Run, rc runCont
 	created, _, err := e.CreateRun(ctx, NewRun{
 		App: rc.app, Environment: rc.env, Version: run.FromVersion, Strategy: string(plan.BlueGreen), Params: params,
 		CreatedBy: req.Actor, Reason: fmt.Sprintf("rollback of run %d to %s", run.ID, run.FromVersion),
+		SchemaOverride: req.SchemaOverride,
 	})
 	if err != nil {
 		return ActionResult{}, err

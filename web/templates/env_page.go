@@ -58,6 +58,9 @@ type EnvRunInFlight struct {
 type EnvRollback struct {
 	To      string
 	Blocked string
+	// SchemaBlocked is set when the schema changes are what block it, which
+	// an administrator may override with a reason.
+	SchemaBlocked bool
 }
 
 // EnvSettingsForm is the settings form, as stored or as typed, with the
