@@ -1,6 +1,7 @@
 package api
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -34,6 +35,7 @@ type UserPages interface {
 	Environment(ctx context.Context, appID int64, name string) (store.Environment, error)
 	ListEnvironmentNames(ctx context.Context) ([]store.EnvironmentName, error)
 	RecordAudit(ctx context.Context, e store.AuditEvent) (store.AuditEvent, error)
+	LinkIdentity(ctx context.Context, userID int64, issuer, subject string) (store.UserIdentity, error)
 }
 
 // usernamePattern is the database's rule for usernames.
@@ -45,10 +47,17 @@ const maxDisplayNameLen = 200
 type userHandlers struct {
 	store    UserPages
 	sessions *scs.SessionManager
+	// ssoIssuer, when single sign-on is on, is the provider local users
+	// may be linked to; ssoName is what people call it.
+	ssoIssuer, ssoName string
 }
 
 func registerUserPages(g *echo.Group, cfg Config) {
 	h := &userHandlers{store: cfg.Pages, sessions: cfg.Sessions}
+	if cfg.OIDC != nil {
+		h.ssoIssuer, h.ssoName = cfg.OIDC.Issuer, cfg.OIDC.Name
+		g.POST("/users/:id/sso", h.linkSSO)
+	}
 	g.GET("/users", h.show)
 	g.POST("/users", h.create)
 	g.POST("/users/roles", h.grant)
@@ -179,7 +188,7 @@ func (h *userHandlers) render(c echo.Context, status int, create templates.UserF
 	if err != nil {
 		return fmt.Errorf("listing environments: %w", err)
 	}
-	v := templates.UsersView{Create: create, Grant: grant}
+	v := templates.UsersView{Create: create, Grant: grant, SSO: h.ssoIssuer != "", SSOName: cmp.Or(h.ssoName, "single sign-on")}
 	byUser := map[int64][]store.RoleBinding{}
 	for _, b := range roles {
 		byUser[b.UserID] = append(byUser[b.UserID], b)
@@ -425,4 +434,36 @@ func upperFirst(s string) string {
 	}
 	r, n := utf8.DecodeRuneInString(s)
 	return strings.ToUpper(string(r)) + s[n:]
+}
+
+// linkSSO links a local user to their identity at the single sign-on
+// provider (its subject): from their next sign-in there, the provider's
+// claims decide their roles, and their password is removed.
+func (h *userHandlers) linkSSO(c echo.Context) error {
+	m, err := h.admin(c, "Linking users to single sign-on")
+	if m == nil {
+		return err
+	}
+	u, err := h.targetUser(c)
+	if u == nil {
+		return err
+	}
+	subject := strings.TrimSpace(c.FormValue("subject"))
+	if subject == "" || len(subject) > 255 {
+		return refusePage(c, http.StatusBadRequest, "Give the user's subject at the provider (the \"sub\" of their ID token, at most 255 characters). Nothing was changed.")
+	}
+	ctx := c.Request().Context()
+	_, err = h.store.LinkIdentity(ctx, u.ID, h.ssoIssuer, subject)
+	if errors.Is(err, store.ErrAlreadyExists) {
+		return refusePage(c, http.StatusConflict, fmt.Sprintf("The subject %q is linked to a user already. Nothing was changed.", subject))
+	}
+	if err != nil {
+		return fmt.Errorf("linking %s to single sign-on: %w", u.Username, err)
+	}
+	if _, err := h.store.RecordAudit(ctx, auditFrom(c, store.AuditEvent{Actor: m.Actor(), Action: "user.sso_linked",
+		Detail: fmt.Sprintf("%s linked to %s subject %s; password removed", u.Username, h.ssoIssuer, subject)})); err != nil {
+		return fmt.Errorf("recording the link of %s: %w", u.Username, err)
+	}
+	keepNotice(h.sessions, c, fmt.Sprintf("%s now signs in through single sign-on; their password was removed.", u.Username))
+	return c.Redirect(http.StatusSeeOther, "/users")
 }

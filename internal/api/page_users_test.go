@@ -9,6 +9,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/flightdeckhq/flightdeck/internal/api"
 	"github.com/flightdeckhq/flightdeck/internal/store"
 )
 
@@ -258,4 +259,40 @@ func TestAdministratorsResetPasswordsAndDisableUsers(t *testing.T) {
 
 	require.Equal(t, http.StatusNotFound, ada.post("/users/999999/password", url.Values{"password": {"a brand new password"}}).Code)
 	require.Subset(t, auditActions(t, s), []string{"ada user.password_set dora", "ada user.disabled dora", "ada user.enabled dora"})
+}
+
+func TestAdminLinksALocalUserToSingleSignOn(t *testing.T) {
+	t.Parallel()
+	s := newPageServer(t, func(cfg *api.Config) {
+		cfg.OIDC = &api.OIDCConfig{Issuer: "https://sso.example.test/realms/platform", ClientID: "flightdeck", ClientSecret: "secret",
+			RedirectURL: "https://deploy.example.test/login/oidc/callback", Name: "Keycloak"}
+	})
+	s.addUser("root", true)
+	s.addUser("rita", false)
+	ctx := context.Background()
+	rita, err := s.Store.UserByUsername(ctx, "rita")
+	require.NoError(t, err)
+
+	s.addUser("vic", false)
+	refused := s.signIn("vic").post(fmt.Sprintf("/users/%d/sso", rita.ID), url.Values{"subject": {"f2c1-rita"}})
+	require.Equal(t, http.StatusForbidden, refused.Code)
+
+	root := s.signIn("root")
+	page := root.get("/users")
+	require.NotNil(t, page.byTestID("sso-subject-rita"))
+	require.Equal(t, http.StatusBadRequest, root.post(fmt.Sprintf("/users/%d/sso", rita.ID), url.Values{"subject": {" "}}).Code)
+	require.Equal(t, http.StatusSeeOther, root.post(fmt.Sprintf("/users/%d/sso", rita.ID), url.Values{"subject": {"f2c1-rita"}}).Code)
+
+	res := s.anonymous().post("/login", url.Values{"username": {"rita"}, "password": {testPassword}})
+	require.NotEqual(t, http.StatusSeeOther, res.Code, "a linked user signs in only through the provider")
+	ids, err := s.Store.IdentitiesOf(ctx, rita.ID)
+	require.NoError(t, err)
+	require.Len(t, ids, 1)
+	require.Equal(t, "f2c1-rita", ids[0].Subject)
+
+	s.addUser("sam", false)
+	sam, err := s.Store.UserByUsername(ctx, "sam")
+	require.NoError(t, err)
+	again := root.post(fmt.Sprintf("/users/%d/sso", sam.ID), url.Values{"subject": {"f2c1-rita"}})
+	require.Equal(t, http.StatusConflict, again.Code, "a subject links one user")
 }

@@ -18,6 +18,10 @@ type UsersView struct {
 	Apps         []string
 	Environments []string
 	Roles        []string
+	// SSO is set when single sign-on is configured, so local users can be
+	// linked to it; SSOName names the provider.
+	SSO     bool
+	SSOName string
 }
 
 // UserRow is one user with their role bindings.
