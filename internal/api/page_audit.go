@@ -222,6 +222,7 @@ var auditActionWords = map[string]string{
 	"audit:user.sign_in_failed":             "failed to sign in",
 	"audit:run.approved":                    "approved, on the decision at hand",
 	"audit:run.rejected":                    "rejected, on the decision at hand",
+	"audit:user.sso_linked":                 "linked a user to single sign-on",
 	"audit:run.approve_refused":             "was refused an approval",
 	"audit:run.reject_refused":              "was refused a rejection",
 	"audit:environment.approval_policy_set": "set the approval policy",
