@@ -96,19 +96,12 @@ func flagArgs(fs *flag.FlagSet, positional []string, names ...string) error {
 // flagsList prints every flag of an app with its state in each
 // environment.
 func (c *cli) flagsList(ctx context.Context, args []string) error {
-	var conn connection
-	var asJSON bool
-	fs := c.newFlagSet("flags list", "flags list APP [flags]", &conn)
-	fs.BoolVar(&asJSON, "json", false, "print the flags as JSON")
-	positional, err := parseFlags(fs, args)
+	fc, err := c.parseFlagCommand(args, "flags list", "flags list APP [flags]", "print the flags as JSON", nil, "APP")
 	if err != nil {
 		return err
 	}
-	if err := flagArgs(fs, positional, "APP"); err != nil {
-		return err
-	}
-	app := positional[0]
-	api, _, err := c.client(conn, "")
+	app := fc.args[0]
+	api, _, err := c.client(fc.conn, "")
 	if err != nil {
 		return err
 	}
@@ -128,7 +121,7 @@ func (c *cli) flagsList(ctx context.Context, args []string) error {
 			break
 		}
 	}
-	if asJSON {
+	if fc.asJSON {
 		return c.printJSON(apiclient.FlagList{Items: items})
 	}
 	if len(items) == 0 {
@@ -146,19 +139,12 @@ func (c *cli) flagsList(ctx context.Context, args []string) error {
 
 // flagsGet prints one flag with its state in every environment.
 func (c *cli) flagsGet(ctx context.Context, args []string) error {
-	var conn connection
-	var asJSON bool
-	fs := c.newFlagSet("flags get", "flags get APP FLAG [flags]", &conn)
-	fs.BoolVar(&asJSON, "json", false, "print the flag as JSON")
-	positional, err := parseFlags(fs, args)
+	fc, err := c.parseFlagCommand(args, "flags get", "flags get APP FLAG [flags]", "print the flag as JSON", nil, "APP", "FLAG")
 	if err != nil {
 		return err
 	}
-	if err := flagArgs(fs, positional, "APP", "FLAG"); err != nil {
-		return err
-	}
-	app, key := positional[0], positional[1]
-	api, _, err := c.client(conn, "")
+	app, key := fc.args[0], fc.args[1]
+	api, _, err := c.client(fc.conn, "")
 	if err != nil {
 		return err
 	}
@@ -166,7 +152,7 @@ func (c *cli) flagsGet(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	if asJSON {
+	if fc.asJSON {
 		return c.printJSON(f)
 	}
 	c.printf("flag %s of %s: %s, version %d\n", f.Key, app, f.Type, f.Version)
@@ -188,25 +174,19 @@ func (c *cli) flagsGet(ctx context.Context, args []string) error {
 
 // flagsCreate creates a flag from a definition file.
 func (c *cli) flagsCreate(ctx context.Context, args []string) error {
-	var conn connection
 	var file string
-	var asJSON bool
-	fs := c.newFlagSet("flags create", "flags create APP --file flag.json [flags]", &conn)
-	fs.StringVar(&file, "file", "", "the flag's definition as JSON, or - to read it from standard input (required)")
-	fs.BoolVar(&asJSON, "json", false, "print the created flag as JSON")
-	positional, err := parseFlags(fs, args)
+	fc, err := c.parseFlagCommand(args, "flags create", "flags create APP --file flag.json [flags]", "print the created flag as JSON", func(fs *flag.FlagSet) {
+		fs.StringVar(&file, "file", "", "the flag's definition as JSON, or - to read it from standard input (required)")
+	}, "APP")
 	if err != nil {
 		return err
 	}
-	if err := flagArgs(fs, positional, "APP"); err != nil {
-		return err
-	}
-	app := positional[0]
+	app := fc.args[0]
 	body, err := c.readJSONFile(file)
 	if err != nil {
 		return err
 	}
-	api, _, err := c.client(conn, "")
+	api, _, err := c.client(fc.conn, "")
 	if err != nil {
 		return err
 	}
@@ -219,7 +199,7 @@ func (c *cli) flagsCreate(ctx context.Context, args []string) error {
 		return err
 	}
 	f := resp.JSON201
-	if asJSON {
+	if fc.asJSON {
 		return c.printJSON(f)
 	}
 	c.printf("flag %s of %s created (%s; variants %s); it is off everywhere until its state is set with deployctl flags set\n",
@@ -229,22 +209,16 @@ func (c *cli) flagsCreate(ctx context.Context, args []string) error {
 
 // flagsSet replaces a flag's state in an environment from a file.
 func (c *cli) flagsSet(ctx context.Context, args []string) error {
-	var conn connection
 	var file string
 	var version int64
-	var asJSON bool
-	fs := c.newFlagSet("flags set", "flags set APP ENV FLAG --file state.json [flags]", &conn)
-	fs.StringVar(&file, "file", "", "the state as JSON, or - to read it from standard input (required)")
-	fs.Int64Var(&version, "version", -1, "the state's version the file is based on (0: not configured yet); default: the file's \"version\", else the current one")
-	fs.BoolVar(&asJSON, "json", false, "print the new state as JSON")
-	positional, err := parseFlags(fs, args)
+	fc, err := c.parseFlagCommand(args, "flags set", "flags set APP ENV FLAG --file state.json [flags]", "print the new state as JSON", func(fs *flag.FlagSet) {
+		fs.StringVar(&file, "file", "", "the state as JSON, or - to read it from standard input (required)")
+		fs.Int64Var(&version, "version", -1, "the state's version the file is based on (0: not configured yet); default: the file's \"version\", else the current one")
+	}, "APP", "ENV", "FLAG")
 	if err != nil {
 		return err
 	}
-	if err := flagArgs(fs, positional, "APP", "ENV", "FLAG"); err != nil {
-		return err
-	}
-	app, env, key := positional[0], positional[1], positional[2]
+	app, env, key := fc.args[0], fc.args[1], fc.args[2]
 	if version < -1 {
 		return usageError("--version must be 0 or more, got %d", version)
 	}
@@ -256,7 +230,7 @@ func (c *cli) flagsSet(ctx context.Context, args []string) error {
 	if err := json.Unmarshal(raw, &state); err != nil || state == nil {
 		return usageError("--file %s: the state must be a JSON object such as {\"enabled\": true}", file)
 	}
-	api, _, err := c.client(conn, "")
+	api, _, err := c.client(fc.conn, "")
 	if err != nil {
 		return err
 	}
@@ -288,7 +262,7 @@ func (c *cli) flagsSet(ctx context.Context, args []string) error {
 		}
 		return err
 	}
-	if asJSON {
+	if fc.asJSON {
 		return c.printJSON(resp.JSON200)
 	}
 	c.printf("flag %s in %s/%s: %s (version %d)\n", key, app, env, resp.JSON200.Summary, resp.JSON200.Version)
@@ -297,19 +271,12 @@ func (c *cli) flagsSet(ctx context.Context, args []string) error {
 
 // flagsKill turns a flag off in an environment.
 func (c *cli) flagsKill(ctx context.Context, args []string) error {
-	var conn connection
-	var asJSON bool
-	fs := c.newFlagSet("flags kill", "flags kill APP ENV FLAG [flags]", &conn)
-	fs.BoolVar(&asJSON, "json", false, "print the new state as JSON")
-	positional, err := parseFlags(fs, args)
+	fc, err := c.parseFlagCommand(args, "flags kill", "flags kill APP ENV FLAG [flags]", "print the new state as JSON", nil, "APP", "ENV", "FLAG")
 	if err != nil {
 		return err
 	}
-	if err := flagArgs(fs, positional, "APP", "ENV", "FLAG"); err != nil {
-		return err
-	}
-	app, env, key := positional[0], positional[1], positional[2]
-	api, _, err := c.client(conn, "")
+	app, env, key := fc.args[0], fc.args[1], fc.args[2]
+	api, _, err := c.client(fc.conn, "")
 	if err != nil {
 		return err
 	}
@@ -321,7 +288,7 @@ func (c *cli) flagsKill(ctx context.Context, args []string) error {
 	if err := statusError(what, resp.HTTPResponse, resp.Body); err != nil {
 		return err
 	}
-	if asJSON {
+	if fc.asJSON {
 		return c.printJSON(resp.JSON200)
 	}
 	c.printf("flag %s in %s/%s is off: %s (version %d)\n", key, app, env, resp.JSON200.Summary, resp.JSON200.Version)
@@ -330,25 +297,19 @@ func (c *cli) flagsKill(ctx context.Context, args []string) error {
 
 // flagsEval prints what a user would get from a flag in an environment.
 func (c *cli) flagsEval(ctx context.Context, args []string) error {
-	var conn connection
 	var evalContext string
-	var asJSON bool
-	fs := c.newFlagSet("flags eval", "flags eval APP ENV FLAG [--context JSON] [flags]", &conn)
-	fs.StringVar(&evalContext, "context", "{}", `the evaluation context as a JSON object, such as {"targetingKey": "u-42", "email": "ada@example.com"}`)
-	fs.BoolVar(&asJSON, "json", false, "print the evaluation as JSON")
-	positional, err := parseFlags(fs, args)
+	fc, err := c.parseFlagCommand(args, "flags eval", "flags eval APP ENV FLAG [--context JSON] [flags]", "print the evaluation as JSON", func(fs *flag.FlagSet) {
+		fs.StringVar(&evalContext, "context", "{}", `the evaluation context as a JSON object, such as {"targetingKey": "u-42", "email": "ada@example.com"}`)
+	}, "APP", "ENV", "FLAG")
 	if err != nil {
 		return err
 	}
-	if err := flagArgs(fs, positional, "APP", "ENV", "FLAG"); err != nil {
-		return err
-	}
-	app, env, key := positional[0], positional[1], positional[2]
+	app, env, key := fc.args[0], fc.args[1], fc.args[2]
 	trimmed := strings.TrimSpace(evalContext)
 	if !json.Valid([]byte(trimmed)) || !strings.HasPrefix(trimmed, "{") {
 		return usageError(`--context must be a JSON object, such as {"targetingKey": "u-42"}; got %s`, evalContext)
 	}
-	api, _, err := c.client(conn, "")
+	api, _, err := c.client(fc.conn, "")
 	if err != nil {
 		return err
 	}
@@ -362,7 +323,7 @@ func (c *cli) flagsEval(ctx context.Context, args []string) error {
 		return err
 	}
 	r := resp.JSON200
-	if asJSON {
+	if fc.asJSON {
 		return c.printJSON(r)
 	}
 	if r.ErrorCode != nil {
@@ -394,24 +355,18 @@ func (c *cli) flagsEval(ctx context.Context, args []string) error {
 
 // flagsHistory prints a flag's changes, newest first.
 func (c *cli) flagsHistory(ctx context.Context, args []string) error {
-	var conn connection
 	var limit int
-	var asJSON bool
-	fs := c.newFlagSet("flags history", "flags history APP FLAG [--limit N] [flags]", &conn)
-	fs.IntVar(&limit, "limit", 50, "the most changes to print, newest first")
-	fs.BoolVar(&asJSON, "json", false, "print the changes as JSON")
-	positional, err := parseFlags(fs, args)
+	fc, err := c.parseFlagCommand(args, "flags history", "flags history APP FLAG [--limit N] [flags]", "print the changes as JSON", func(fs *flag.FlagSet) {
+		fs.IntVar(&limit, "limit", 50, "the most changes to print, newest first")
+	}, "APP", "FLAG")
 	if err != nil {
-		return err
-	}
-	if err := flagArgs(fs, positional, "APP", "FLAG"); err != nil {
 		return err
 	}
 	if limit < 1 {
 		return usageError("--limit must be 1 or more, got %d", limit)
 	}
-	app, key := positional[0], positional[1]
-	api, _, err := c.client(conn, "")
+	app, key := fc.args[0], fc.args[1]
+	api, _, err := c.client(fc.conn, "")
 	if err != nil {
 		return err
 	}
@@ -435,7 +390,7 @@ func (c *cli) flagsHistory(ctx context.Context, args []string) error {
 	if len(items) > limit {
 		items = items[:limit]
 	}
-	if asJSON {
+	if fc.asJSON {
 		return c.printJSON(apiclient.FlagEventList{Items: items})
 	}
 	for _, ev := range items {
@@ -612,4 +567,33 @@ func describeFlagEvent(ev apiclient.FlagEvent) string {
 		}
 	}
 	return line
+}
+
+// flagCommand is a parsed `deployctl flags` subcommand: its connection,
+// whether to print JSON, and its positional arguments.
+type flagCommand struct {
+	conn   connection
+	asJSON bool
+	args   []string
+}
+
+// parseFlagCommand parses a `deployctl flags` subcommand: the connection
+// flags, the flags define adds, --json (described by jsonHelp), and
+// exactly the positional arguments named.
+func (c *cli) parseFlagCommand(args []string, name, usage, jsonHelp string, define func(*flag.FlagSet), positional ...string) (*flagCommand, error) {
+	fc := &flagCommand{}
+	fs := c.newFlagSet(name, usage, &fc.conn)
+	if define != nil {
+		define(fs)
+	}
+	fs.BoolVar(&fc.asJSON, "json", false, jsonHelp)
+	parsed, err := parseFlags(fs, args)
+	if err != nil {
+		return nil, err
+	}
+	if err := flagArgs(fs, parsed, positional...); err != nil {
+		return nil, err
+	}
+	fc.args = parsed
+	return fc, nil
 }

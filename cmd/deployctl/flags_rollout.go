@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -29,20 +30,14 @@ func (c *cli) flagsRollout(ctx context.Context, args []string) error {
 
 // flagsRolloutStart starts a guarded rollout.
 func (c *cli) flagsRolloutStart(ctx context.Context, args []string) error {
-	var conn connection
 	var variant, control, steps, bake string
-	var asJSON bool
-	fs := c.newFlagSet("flags rollout start", "flags rollout start APP ENV FLAG --bake 30m [flags]", &conn)
-	fs.StringVar(&variant, "variant", "", "the variant to release (default true for a boolean flag)")
-	fs.StringVar(&control, "control", "", "the variant the other users keep (default false for a boolean flag)")
-	fs.StringVar(&steps, "steps", "", "percentages of users to step through, such as 5,25,50,100 (the default)")
-	fs.StringVar(&bake, "bake", "", "how long each step is watched before the next, such as 30m (required)")
-	fs.BoolVar(&asJSON, "json", false, "print the rollout as JSON")
-	positional, err := parseFlags(fs, args)
+	fc, err := c.parseFlagCommand(args, "flags rollout start", "flags rollout start APP ENV FLAG --bake 30m [flags]", "print the rollout as JSON", func(fs *flag.FlagSet) {
+		fs.StringVar(&variant, "variant", "", "the variant to release (default true for a boolean flag)")
+		fs.StringVar(&control, "control", "", "the variant the other users keep (default false for a boolean flag)")
+		fs.StringVar(&steps, "steps", "", "percentages of users to step through, such as 5,25,50,100 (the default)")
+		fs.StringVar(&bake, "bake", "", "how long each step is watched before the next, such as 30m (required)")
+	}, "APP", "ENV", "FLAG")
 	if err != nil {
-		return err
-	}
-	if err := flagArgs(fs, positional, "APP", "ENV", "FLAG"); err != nil {
 		return err
 	}
 	if bake == "" {
@@ -66,8 +61,8 @@ func (c *cli) flagsRolloutStart(ctx context.Context, args []string) error {
 		}
 		body.Steps = &list
 	}
-	app, env, key := positional[0], positional[1], positional[2]
-	api, _, err := c.client(conn, "")
+	app, env, key := fc.args[0], fc.args[1], fc.args[2]
+	api, _, err := c.client(fc.conn, "")
 	if err != nil {
 		return err
 	}
@@ -79,7 +74,7 @@ func (c *cli) flagsRolloutStart(ctx context.Context, args []string) error {
 	if err := statusError(what, resp.HTTPResponse, resp.Body); err != nil {
 		return err
 	}
-	if asJSON {
+	if fc.asJSON {
 		return c.printJSON(resp.JSON201)
 	}
 	c.printRollout(*resp.JSON201)
@@ -113,19 +108,12 @@ func (c *cli) flagsRolloutCancel(ctx context.Context, args []string) error {
 func (c *cli) rolloutCommand(ctx context.Context, args []string, name, doing string,
 	call func(api *apiclient.ClientWithResponses, app, env, key string) (*http.Response, []byte, *apiclient.FlagRollout, error),
 ) error {
-	var conn connection
-	var asJSON bool
-	fs := c.newFlagSet("flags rollout "+name, "flags rollout "+name+" APP ENV FLAG [flags]", &conn)
-	fs.BoolVar(&asJSON, "json", false, "print the rollout as JSON")
-	positional, err := parseFlags(fs, args)
+	fc, err := c.parseFlagCommand(args, "flags rollout "+name, "flags rollout "+name+" APP ENV FLAG [flags]", "print the rollout as JSON", nil, "APP", "ENV", "FLAG")
 	if err != nil {
 		return err
 	}
-	if err := flagArgs(fs, positional, "APP", "ENV", "FLAG"); err != nil {
-		return err
-	}
-	app, env, key := positional[0], positional[1], positional[2]
-	api, _, err := c.client(conn, "")
+	app, env, key := fc.args[0], fc.args[1], fc.args[2]
+	api, _, err := c.client(fc.conn, "")
 	if err != nil {
 		return err
 	}
@@ -137,7 +125,7 @@ func (c *cli) rolloutCommand(ctx context.Context, args []string, name, doing str
 	if err := statusError(what, resp, body); err != nil {
 		return err
 	}
-	if asJSON {
+	if fc.asJSON {
 		return c.printJSON(r)
 	}
 	c.printRollout(*r)
