@@ -199,12 +199,16 @@ func (e *Engine) act(ctx context.Context, run store.Run, req ActionRequest) (Act
 			return err
 		}
 		if req.Action == ActionApprove {
-			if closed, err := e.approvalWindowClosed(ctx, run, rc, now); err != nil {
+			policy, err := e.store.ApprovalPolicy(ctx, rc.env.ID)
+			if err != nil {
+				return ActionResult{}, fmt.Errorf("reading the approval policy: %w", err)
+			}
+			if closed, err := e.approvalWindowClosed(ctx, run, rc, policy, now); err != nil {
 				return ActionResult{}, err
 			} else if closed != "" {
 				return deny("%s; %s/%s takes approvals only inside its deploy window", closed, rc.app.Slug, rc.env.Name)
 			}
-			needed, approvers, err := e.approversNeeded(ctx, run, rc)
+			needed, approvers, err := e.approversNeeded(ctx, run, rc, policy)
 			if err != nil {
 				return ActionResult{}, err
 			}

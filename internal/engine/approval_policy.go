@@ -14,11 +14,7 @@ import (
 // approversNeeded returns how many different people must approve the
 // run's waiting phase (the larger of the environment's policy and the
 // phase's own) and who has approved it so far.
-func (e *Engine) approversNeeded(ctx context.Context, run store.Run, rc runContext) (int, []string, error) {
-	policy, err := e.store.ApprovalPolicy(ctx, rc.env.ID)
-	if err != nil {
-		return 0, nil, fmt.Errorf("reading the approval policy: %w", err)
-	}
+func (e *Engine) approversNeeded(ctx context.Context, run store.Run, rc runContext, policy store.ApprovalPolicy) (int, []string, error) {
 	needed := policy.MinApprovers
 	if run.PhaseIndex < len(rc.plan.Phases) {
 		needed = max(needed, rc.plan.Phases[run.PhaseIndex].MinApprovers)
@@ -39,11 +35,7 @@ func (e *Engine) approversNeeded(ctx context.Context, run store.Run, rc runConte
 // approvalWindowClosed returns why an approval may not be given now when
 // the environment takes approvals only inside its deploy window and the
 // window is closed (or the environment frozen); "" when it may.
-func (e *Engine) approvalWindowClosed(ctx context.Context, run store.Run, rc runContext, now time.Time) (string, error) {
-	policy, err := e.store.ApprovalPolicy(ctx, rc.env.ID)
-	if err != nil {
-		return "", fmt.Errorf("reading the approval policy: %w", err)
-	}
+func (e *Engine) approvalWindowClosed(ctx context.Context, run store.Run, rc runContext, policy store.ApprovalPolicy, now time.Time) (string, error) {
 	if !policy.InWindowOnly {
 		return "", nil
 	}
