@@ -15,3 +15,10 @@ RETURNING *;
 
 -- name: RunLockForEscalation :one
 SELECT id FROM runs WHERE id = @id FOR UPDATE;
+
+-- name: RunEventExistsForPhase :one
+-- Whether the run has an event of the type about the phase.
+SELECT EXISTS (
+    SELECT 1 FROM run_events
+    WHERE run_id = @run_id AND type = @type AND (payload ->> 'phase')::int = @phase::int
+) AS found;

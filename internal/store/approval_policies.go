@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -128,14 +127,12 @@ func (s *Store) RecordEscalation(ctx context.Context, runID int64, phase int, ev
 		if _, err := tx.q.RunLockForEscalation(ctx, runID); err != nil {
 			return mapError(err)
 		}
-		events, err := tx.ListRunEvents(ctx, runID, 0, 10000)
+		found, err := tx.q.RunEventExistsForPhase(ctx, sqlcdb.RunEventExistsForPhaseParams{RunID: runID, Type: ev.Type, Phase: int32(phase)})
 		if err != nil {
-			return err
+			return mapError(err)
 		}
-		for _, e := range events {
-			if e.Type == ev.Type && phaseOf(e) == phase {
-				return nil
-			}
+		if found {
+			return nil
 		}
 		if _, err := tx.appendEvent(ctx, runID, ev); err != nil {
 			return err
@@ -144,15 +141,4 @@ func (s *Store) RecordEscalation(ctx context.Context, runID int64, phase int, ev
 		return nil
 	})
 	return recorded, err
-}
-
-// phaseOf reads the "phase" of an event's payload, -1 when it has none.
-func phaseOf(e RunEvent) int {
-	var p struct {
-		Phase *int `json:"phase"`
-	}
-	if json.Unmarshal(e.Payload, &p) != nil || p.Phase == nil {
-		return -1
-	}
-	return *p.Phase
 }

@@ -75,6 +75,27 @@ func (q *Queries) ApprovalPolicyUpsert(ctx context.Context, arg ApprovalPolicyUp
 	return i, err
 }
 
+const runEventExistsForPhase = `-- name: RunEventExistsForPhase :one
+SELECT EXISTS (
+    SELECT 1 FROM run_events
+    WHERE run_id = $1 AND type = $2 AND (payload ->> 'phase')::int = $3::int
+) AS found
+`
+
+type RunEventExistsForPhaseParams struct {
+	RunID int64
+	Type  string
+	Phase int32
+}
+
+// Whether the run has an event of the type about the phase.
+func (q *Queries) RunEventExistsForPhase(ctx context.Context, arg RunEventExistsForPhaseParams) (bool, error) {
+	row := q.db.QueryRow(ctx, runEventExistsForPhase, arg.RunID, arg.Type, arg.Phase)
+	var found bool
+	err := row.Scan(&found)
+	return found, err
+}
+
 const runLockForEscalation = `-- name: RunLockForEscalation :one
 SELECT id FROM runs WHERE id = $1 FOR UPDATE
 `
