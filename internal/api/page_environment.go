@@ -37,6 +37,7 @@ type EnvironmentPages interface {
 	RecordAudit(ctx context.Context, e store.AuditEvent) (store.AuditEvent, error)
 	ListEnvironmentFlagEvents(ctx context.Context, envID, beforeID int64, limit int) ([]store.EnvironmentFlagEvent, error)
 	ListSchemaChanges(ctx context.Context, appID int64) ([]store.SchemaChange, error)
+	SchemaChange(ctx context.Context, appID int64, key string) (store.SchemaChange, error)
 	RecordSchemaPhase(ctx context.Context, c store.SchemaChange, envID int64, phase string, runID int64, actor string) (store.SchemaChange, error)
 	CheckSchemaForVersion(ctx context.Context, appID int64, env store.Environment, version string) error
 }
@@ -786,27 +787,24 @@ func (h *environmentHandlers) recordSchemaPhase(c echo.Context) error {
 		return refusePage(c, http.StatusForbidden, fmt.Sprintf("You are a %s on %s; recording a schema change's phase needs the deployer role. Nothing was changed.", m.RoleOn(app.Slug, env.Name), where))
 	}
 	ctx := c.Request().Context()
-	changes, err := h.store.ListSchemaChanges(ctx, app.ID)
+	key, phase := c.Param("change"), c.FormValue("phase")
+	sc, err := h.store.SchemaChange(ctx, app.ID, key)
+	if errors.Is(err, store.ErrNotFound) {
+		return refusePage(c, http.StatusNotFound, fmt.Sprintf("%s tracks no schema change %q. Nothing was changed.", app.Slug, key))
+	}
 	if err != nil {
 		return err
 	}
-	key, phase := c.Param("change"), c.FormValue("phase")
-	for _, sc := range changes {
-		if sc.Key != key {
-			continue
+	if _, err := h.store.RecordSchemaPhase(ctx, sc, env.ID, phase, 0, m.Actor()); err != nil {
+		if serr, ok := errors.AsType[*store.SchemaError](err); ok {
+			return refusePage(c, http.StatusUnprocessableEntity, fmt.Sprintf("%s was not recorded: %s. Nothing was changed.", phase, serr.Message))
 		}
-		if _, err := h.store.RecordSchemaPhase(ctx, sc, env.ID, phase, 0, m.Actor()); err != nil {
-			if serr, ok := errors.AsType[*store.SchemaError](err); ok {
-				return refusePage(c, http.StatusUnprocessableEntity, fmt.Sprintf("%s was not recorded: %s. Nothing was changed.", phase, serr.Message))
-			}
-			return err
-		}
-		if _, err := h.store.RecordAudit(ctx, auditFrom(c, store.AuditEvent{Actor: m.Actor(), Action: "schema.phase_reached",
-			App: app.Slug, Environment: env.Name, Detail: fmt.Sprintf("%s reached %s", key, phase)})); err != nil {
-			return fmt.Errorf("recording the schema phase in the audit log: %w", err)
-		}
-		keepNotice(h.sessions, c, fmt.Sprintf("%s reached %s of schema change %s.", where, phase, key))
-		return c.Redirect(http.StatusSeeOther, envPagePath(app.Slug, env.Name)+"#schema")
+		return err
 	}
-	return refusePage(c, http.StatusNotFound, fmt.Sprintf("%s tracks no schema change %q. Nothing was changed.", app.Slug, key))
+	if _, err := h.store.RecordAudit(ctx, auditFrom(c, store.AuditEvent{Actor: m.Actor(), Action: "schema.phase_reached",
+		App: app.Slug, Environment: env.Name, Detail: fmt.Sprintf("%s reached %s", key, phase)})); err != nil {
+		return fmt.Errorf("recording the schema phase in the audit log: %w", err)
+	}
+	keepNotice(h.sessions, c, fmt.Sprintf("%s reached %s of schema change %s.", where, phase, key))
+	return c.Redirect(http.StatusSeeOther, envPagePath(app.Slug, env.Name)+"#schema")
 }
